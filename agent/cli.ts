@@ -1,0 +1,143 @@
+// Command line of nodeprep-agent (design.md section 3). Every option also reads an environment
+// variable, so the DaemonSet configures the agent with env and a person with flags.
+import { parseArgs } from 'node:util';
+import type { Backend, Family } from '../protocol/report.js';
+import type { DumpSource } from './collect.js';
+
+export const USAGE = `usage: nodeprep-agent <collect|run> [options]
+
+  collect                 collect once and print the report (JSON) on stdout; sends nothing
+  run                     collect every --sample-interval seconds and send to the aggregator
+
+options (environment variable in brackets):
+  --host-root DIR         where the host's filesystem is mounted [HOST_ROOT] (default /host)
+  --node-name NAME        this node's name [NODE_NAME] (required for run; collect: hostname)
+  --cluster NAME          cluster name [CLUSTER_NAME]
+  --from-dump [ipv4|ipv6][/legacy|/nft]=FILE
+                          read iptables-save text from FILE instead of running iptables
+                          (repeatable; without a prefix: ipv4, backend unknown)
+  --proc-net DIR          the network namespace's /proc/net [PROC_NET] (default /proc/net)
+run only:
+  --aggregator-url URL    where to send reports [AGGREGATOR_URL]
+  --token-file FILE       bearer token, re-read when it changes [AGGREGATOR_TOKEN_FILE]
+  --ca-file FILE          CA bundle for an https aggregator [AGGREGATOR_CA_FILE]
+  --sample-interval S     seconds between samples [SAMPLE_INTERVAL] (default 15)
+  --heartbeat-interval S  send at least this often, changed or not [HEARTBEAT_INTERVAL] (default 60)
+  --health-file FILE      touched after every sample, for a liveness probe [HEALTH_FILE]
+  --once                  send one report and exit (non-zero if it was not delivered)
+  --log-level LEVEL       [LOG_LEVEL] (default info)
+`;
+
+export interface AgentCommand {
+  command: 'collect' | 'run';
+  hostRoot: string;
+  nodeName?: string;
+  cluster?: string;
+  dumps: DumpSource[];
+  procNet: string;
+  aggregatorUrl?: string;
+  tokenFile?: string;
+  caFile?: string;
+  sampleIntervalS: number;
+  heartbeatIntervalS: number;
+  healthFile?: string;
+  once: boolean;
+  logLevel: string;
+}
+
+export class UsageError extends Error {
+  override name = 'UsageError';
+}
+
+export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentCommand {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      strict: true,
+      options: {
+        'host-root': { type: 'string' },
+        'node-name': { type: 'string' },
+        cluster: { type: 'string' },
+        'from-dump': { type: 'string', multiple: true },
+        'proc-net': { type: 'string' },
+        'aggregator-url': { type: 'string' },
+        'token-file': { type: 'string' },
+        'ca-file': { type: 'string' },
+        'sample-interval': { type: 'string' },
+        'heartbeat-interval': { type: 'string' },
+        'health-file': { type: 'string' },
+        once: { type: 'boolean' },
+        'log-level': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const { values: v, positionals } = parsed;
+  if (v.help) throw new UsageError('');
+  const command = positionals[0];
+  if (command !== 'collect' && command !== 'run') {
+    throw new UsageError(command ? `unknown command "${command}"` : 'a command is required');
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument "${positionals[1]}"`);
+
+  const opt = (flag: string | undefined, name: string) => nonEmpty(flag) ?? nonEmpty(env[name]);
+  const out: AgentCommand = {
+    command,
+    hostRoot: opt(v['host-root'], 'HOST_ROOT') ?? '/host',
+    nodeName: opt(v['node-name'], 'NODE_NAME'),
+    cluster: opt(v.cluster, 'CLUSTER_NAME'),
+    dumps: (v['from-dump'] ?? []).map(parseDumpSpec),
+    procNet: opt(v['proc-net'], 'PROC_NET') ?? '/proc/net',
+    aggregatorUrl: opt(v['aggregator-url'], 'AGGREGATOR_URL'),
+    tokenFile: opt(v['token-file'], 'AGGREGATOR_TOKEN_FILE'),
+    caFile: opt(v['ca-file'], 'AGGREGATOR_CA_FILE'),
+    sampleIntervalS: seconds('--sample-interval', opt(v['sample-interval'], 'SAMPLE_INTERVAL'), 15),
+    heartbeatIntervalS: seconds('--heartbeat-interval', opt(v['heartbeat-interval'], 'HEARTBEAT_INTERVAL'), 60),
+    healthFile: opt(v['health-file'], 'HEALTH_FILE'),
+    once: v.once ?? false,
+    logLevel: opt(v['log-level'], 'LOG_LEVEL') ?? 'info',
+  };
+  if (command === 'run') {
+    if (!out.nodeName) throw new UsageError('run needs --node-name (or NODE_NAME, from the downward API)');
+    if (!out.aggregatorUrl) throw new UsageError('run needs --aggregator-url (or AGGREGATOR_URL)');
+    let url: URL;
+    try {
+      url = new URL(out.aggregatorUrl);
+    } catch {
+      throw new UsageError(`--aggregator-url: "${out.aggregatorUrl}" is not a URL`);
+    }
+    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new UsageError('--aggregator-url must be http or https');
+  }
+  return out;
+}
+
+const DUMP_PREFIX = /^(ipv4|ipv6)?(?:\/(legacy|nft))?=(.+)$/;
+
+/** "[ipv4|ipv6][/legacy|/nft]=FILE"; a bare FILE is ipv4 with an unknown backend. */
+export function parseDumpSpec(spec: string): DumpSource {
+  const m = DUMP_PREFIX.exec(spec);
+  if (!m) {
+    // "ip4=x" or "ipv4/iptables=x" is a mistyped prefix, not a file name: say so.
+    const prefix = spec.split('=', 1)[0]!;
+    if (spec.includes('=') && /^[a-z0-9]+(\/[a-z0-9]*)?$|^\/[a-z0-9]*$/i.test(prefix)) {
+      throw new UsageError(`--from-dump: "${prefix}" is not a prefix; use [ipv4|ipv6][/legacy|/nft]=FILE`);
+    }
+    return { family: 'ipv4', backend: 'unknown', file: spec };
+  }
+  return { family: (m[1] ?? 'ipv4') as Family, backend: (m[2] ?? 'unknown') as Backend, file: m[3]! };
+}
+
+function seconds(flag: string, raw: string | undefined, fallback: number): number {
+  if (raw === undefined) return fallback;
+  const n = Number(raw);
+  if (!Number.isFinite(n) || n <= 0) throw new UsageError(`${flag}: "${raw}" is not a positive number of seconds`);
+  return n;
+}
+
+function nonEmpty(s: string | undefined): string | undefined {
+  return s === undefined || s === '' ? undefined : s;
+}

@@ -1,0 +1,64 @@
+// Host iptables rulesets: IPv4 and IPv6, nft and legacy backends (design.md section 3).
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { Backend, CollectionError, Family, IptablesRuleset } from '../protocol/report.js';
+import { runCommand } from './exec.js';
+import { parseIptablesSave } from './iptables-save.js';
+
+const SAVE_COMMANDS: Record<Family, Record<'nft' | 'legacy', string>> = {
+  ipv4: { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' },
+  ipv6: { nft: 'ip6tables-nft-save', legacy: 'ip6tables-legacy-save' },
+};
+
+// The kernel lists the legacy (x_tables) tables it has in these files. Running a legacy save
+// where none is listed would make the kernel create the tables it asks for (and may load
+// ip_tables): a write to the host, which the agent never does.
+const LEGACY_TABLE_LISTS: Record<Family, string> = { ipv4: 'ip_tables_names', ipv6: 'ip6_tables_names' };
+
+export interface CollectedRulesets {
+  rulesets: IptablesRuleset[];
+  errors: CollectionError[];
+}
+
+/** `procNet` is the network namespace's /proc/net: with hostNetwork, the host's. */
+export async function collectHostIptables(procNet = '/proc/net'): Promise<CollectedRulesets> {
+  const jobs: Promise<Outcome | undefined>[] = [];
+  for (const family of ['ipv4', 'ipv6'] as const) {
+    jobs.push(saveAndParse(family, 'nft'));
+    jobs.push(
+      legacyTablesLoaded(path.join(procNet, LEGACY_TABLE_LISTS[family])).then((loaded) =>
+        loaded ? saveAndParse(family, 'legacy') : undefined,
+      ),
+    );
+  }
+  const results = await Promise.all(jobs);
+  const rulesets: IptablesRuleset[] = [];
+  const errors: CollectionError[] = [];
+  for (const r of results) {
+    if (r && 'ruleset' in r) rulesets.push(r.ruleset);
+    else if (r) errors.push(r.error);
+  }
+  return { rulesets, errors };
+}
+
+export async function legacyTablesLoaded(listFile: string): Promise<boolean> {
+  try {
+    return (await readFile(listFile, 'utf8')).trim() !== '';
+  } catch {
+    return false; // no x_tables in this kernel, or not readable: either way, do not touch legacy
+  }
+}
+
+type Outcome = { ruleset: IptablesRuleset } | { error: CollectionError };
+
+async function saveAndParse(family: Family, backend: 'nft' | 'legacy'): Promise<Outcome> {
+  const command = SAVE_COMMANDS[family][backend];
+  const result = await runCommand(command, []);
+  if (!result.ok) return { error: { source: command, message: result.message } };
+  return { ruleset: rulesetFromText(result.stdout, family, backend, 'host') };
+}
+
+export function rulesetFromText(text: string, family: Family, backend: Backend, source: 'host' | 'dump'): IptablesRuleset {
+  const parsed = parseIptablesSave(text);
+  return { family, backend, source, ...parsed };
+}

@@ -1,0 +1,40 @@
+// Fits a report into the protocol's totals (protocol/report.ts LIMITS) without losing what
+// detection needs: chains keep their head and tail, user-chain names beyond the budget become a
+// count. A node only exceeds these with hundreds of rules in built-in chains, which is rare.
+import { LIMITS, type IptablesRuleset } from '../protocol/report.js';
+import { keepHeadAndTail } from './iptables-save.js';
+
+export function fitRulesets(rulesets: IptablesRuleset[]): IptablesRuleset[] {
+  let out = rulesets.slice(0, LIMITS.iptablesEntries);
+  for (let perChain: number = LIMITS.rulesPerChain; countRules(out) > LIMITS.rulesPerReport && perChain > 2; perChain = Math.floor(perChain / 2)) {
+    out = out.map((set) => ({
+      ...set,
+      tables: set.tables.map((table) => ({
+        ...table,
+        // An already cut chain is cut again from the rules it kept: its head and tail are still
+        // the chain's head and tail, and ruleCount still holds the true length.
+        builtinChains: table.builtinChains.map((chain) => keepHeadAndTail(chain, perChain)),
+      })),
+    }));
+  }
+  let namesLeft: number = LIMITS.userChainNamesPerReport;
+  return out.map((set) => ({
+    ...set,
+    tables: set.tables.map((table) => {
+      const { names, namesOmitted = 0 } = table.userChains;
+      if (names.length <= namesLeft) {
+        namesLeft -= names.length;
+        return table;
+      }
+      const kept = names.slice(0, namesLeft);
+      namesLeft = 0;
+      return { ...table, userChains: { ...table.userChains, names: kept, namesOmitted: namesOmitted + names.length - kept.length } };
+    }),
+  }));
+}
+
+function countRules(rulesets: IptablesRuleset[]): number {
+  let n = 0;
+  for (const set of rulesets) for (const t of set.tables) for (const c of t.builtinChains) n += c.rules.length;
+  return n;
+}

@@ -1,0 +1,172 @@
+// NodeReport v1: what an agent sends about its node (design.md section 4).
+//
+// Every string and array is bounded, and the few totals that multiply (rules across all chains,
+// user-chain names across all tables) are bounded as totals, so that no report that passes this
+// schema can exceed MAX_REPORT_BYTES once serialised. test/unit/protocol.test.ts builds the
+// largest report the schema admits and checks that figure.
+import { z } from 'zod';
+
+export const SCHEMA_VERSION = 1;
+export const MAX_REPORT_BYTES = 256 * 1024;
+
+export const LIMITS = {
+  name: 253, // a Kubernetes node name is a DNS subdomain
+  chainName: 64,
+  comment: 64, // the agent cuts longer comments; only the first `--comment` is kept
+  rulesPerChain: 64, // a longer chain keeps its head and its tail (see omittedAfter)
+  rulesPerReport: 768,
+  userChainFamilies: 32,
+  userChainNamesPerReport: 256,
+  tablesPerEntry: 6,
+  iptablesEntries: 6, // ipv4/ipv6 x legacy/nft/unknown
+  nftTables: 64,
+  errors: 32,
+  message: 512,
+  headChanges: 32,
+} as const;
+
+export const MachineIdStatus = z.enum(['ok', 'missing', 'empty', 'uninitialized', 'invalid']);
+export type MachineIdStatus = z.infer<typeof MachineIdStatus>;
+
+export const MachineIdFile = z.strictObject({
+  status: MachineIdStatus,
+  // The file's first line as read, cut to 64 characters; present whenever the file had content,
+  // so that an invalid ID can be shown to the admin as it is.
+  value: z.string().max(64).optional(),
+  // Set when the file is a symbolic link (the D-Bus copy usually links to /etc/machine-id).
+  linkTarget: z.string().max(4096).optional(),
+});
+export type MachineIdFile = z.infer<typeof MachineIdFile>;
+
+export const Family = z.enum(['ipv4', 'ipv6']);
+export type Family = z.infer<typeof Family>;
+export const Backend = z.enum(['legacy', 'nft', 'unknown']);
+export type Backend = z.infer<typeof Backend>;
+
+export const Rule = z.strictObject({
+  // The `-j`/`-g` target; empty for a rule without one (a counter or a match-only rule).
+  target: z.string().max(LIMITS.chainName),
+  comment: z.string().max(LIMITS.comment).optional(),
+});
+export type Rule = z.infer<typeof Rule>;
+
+export const BuiltinChain = z.strictObject({
+  name: z.string().max(LIMITS.chainName),
+  policy: z.string().max(16),
+  // Rules in the chain, which may be more than `rules` holds: when a chain is longer than
+  // LIMITS.rulesPerChain, `rules` keeps the first `omittedAfter` rules and the last ones, since
+  // Calico's mode shows at the head (Insert) or at the tail (Append).
+  ruleCount: z.number().int().nonnegative(),
+  rules: z.array(Rule).max(LIMITS.rulesPerChain),
+  omittedAfter: z.number().int().nonnegative().optional(),
+});
+export type BuiltinChain = z.infer<typeof BuiltinChain>;
+
+export const UserChains = z.strictObject({
+  // Chains of the high-cardinality families (KUBE-SVC-, cali-fw-, ...), counted per prefix.
+  families: z.record(z.string().max(32), z.number().int().nonnegative()),
+  // Every other user chain by name, up to the limit; the rest are counted in namesOmitted.
+  names: z.array(z.string().max(LIMITS.chainName)),
+  namesOmitted: z.number().int().nonnegative().optional(),
+});
+export type UserChains = z.infer<typeof UserChains>;
+
+export const IptablesTable = z.strictObject({
+  name: z.string().max(32),
+  complete: z.boolean(),
+  // Why the table is not complete, for the admin.
+  problem: z.string().max(LIMITS.message).optional(),
+  builtinChains: z.array(BuiltinChain).max(5),
+  userChains: UserChains,
+});
+export type IptablesTable = z.infer<typeof IptablesTable>;
+
+// ok: every table framed and whole. incomplete: at least one table cut or unframed.
+// unsupported: not iptables-save text at all (for example `iptables -S`). empty: no tables.
+export const DumpVerdict = z.enum(['ok', 'incomplete', 'unsupported', 'empty']);
+export type DumpVerdict = z.infer<typeof DumpVerdict>;
+
+export const IptablesRuleset = z.strictObject({
+  family: Family,
+  backend: Backend,
+  source: z.enum(['host', 'dump']),
+  verdict: DumpVerdict,
+  message: z.string().max(LIMITS.message).optional(),
+  ruleCount: z.number().int().nonnegative(),
+  tables: z.array(IptablesTable).max(LIMITS.tablesPerEntry),
+});
+export type IptablesRuleset = z.infer<typeof IptablesRuleset>;
+
+export const NftTable = z.strictObject({
+  family: z.string().max(16),
+  name: z.string().max(64),
+});
+export type NftTable = z.infer<typeof NftTable>;
+
+export const CollectionError = z.strictObject({
+  source: z.string().max(64),
+  message: z.string().max(LIMITS.message),
+});
+export type CollectionError = z.infer<typeof CollectionError>;
+
+// The first rule of a hooked built-in chain changed owner between two samples: Calico and
+// another product both want the top, and each moves the other (design.md section 6, "a fight").
+export const HeadChange = z.strictObject({
+  family: Family,
+  backend: Backend,
+  table: z.string().max(32),
+  chain: z.string().max(LIMITS.chainName),
+  from: z.string().max(LIMITS.chainName),
+  to: z.string().max(LIMITS.chainName),
+  at: z.iso.datetime(),
+});
+export type HeadChange = z.infer<typeof HeadChange>;
+
+export const NodeReport = z
+  .strictObject({
+    schemaVersion: z.literal(SCHEMA_VERSION),
+    agent: z.strictObject({ version: z.string().max(64) }),
+    node: z.strictObject({
+      name: z.string().min(1).max(LIMITS.name),
+      cluster: z.string().max(LIMITS.name).optional(),
+    }),
+    collectedAt: z.iso.datetime(),
+    machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),
+    iptables: z.array(IptablesRuleset).max(LIMITS.iptablesEntries),
+    nftTables: z.array(NftTable).max(LIMITS.nftTables),
+    illumio: z.strictObject({ hostDataDir: z.boolean(), serverVen: z.boolean() }),
+    errors: z.array(CollectionError).max(LIMITS.errors),
+    // Optional so that v1 reports from agents without fight detection stay valid.
+    headChanges: z.array(HeadChange).max(LIMITS.headChanges).optional(),
+  })
+  .superRefine((report, ctx) => {
+    let rules = 0;
+    let names = 0;
+    for (const [i, set] of report.iptables.entries()) {
+      for (const [j, table] of set.tables.entries()) {
+        names += table.userChains.names.length;
+        if (Object.keys(table.userChains.families).length > LIMITS.userChainFamilies) {
+          ctx.addIssue({
+            code: 'custom',
+            path: ['iptables', i, 'tables', j, 'userChains', 'families'],
+            message: `at most ${LIMITS.userChainFamilies} chain families per table`,
+          });
+        }
+        for (const chain of table.builtinChains) rules += chain.rules.length;
+      }
+    }
+    if (rules > LIMITS.rulesPerReport) {
+      ctx.addIssue({ code: 'custom', path: ['iptables'], message: `at most ${LIMITS.rulesPerReport} built-in chain rules per report, got ${rules}` });
+    }
+    if (names > LIMITS.userChainNamesPerReport) {
+      ctx.addIssue({ code: 'custom', path: ['iptables'], message: `at most ${LIMITS.userChainNamesPerReport} user chain names per report, got ${names}` });
+    }
+  });
+export type NodeReport = z.infer<typeof NodeReport>;
+
+/** 1-based positions of the rules a chain holds, accounting for rules omitted in the middle. */
+export function rulePositions(chain: BuiltinChain): number[] {
+  const omitted = chain.ruleCount - chain.rules.length;
+  const cut = chain.omittedAfter ?? chain.rules.length;
+  return chain.rules.map((_, i) => (i < cut ? i + 1 : i + 1 + omitted));
+}

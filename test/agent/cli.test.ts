@@ -1,0 +1,33 @@
+import t from 'tap';
+import { UsageError, parseAgentArgs, parseDumpSpec } from '../../agent/cli.js';
+
+t.test('--from-dump prefixes', async (t) => {
+  t.same(parseDumpSpec('dump.txt'), { family: 'ipv4', backend: 'unknown', file: 'dump.txt' });
+  t.same(parseDumpSpec('ipv6=a.txt'), { family: 'ipv6', backend: 'unknown', file: 'a.txt' });
+  t.same(parseDumpSpec('ipv6/legacy=a.txt'), { family: 'ipv6', backend: 'legacy', file: 'a.txt' });
+  t.same(parseDumpSpec('/nft=a=b.txt'), { family: 'ipv4', backend: 'nft', file: 'a=b.txt' });
+  t.same(parseDumpSpec('./x=1.txt'), { family: 'ipv4', backend: 'unknown', file: './x=1.txt' });
+  t.throws(() => parseDumpSpec('ip4=a.txt'), UsageError);
+  t.throws(() => parseDumpSpec('ipv4/iptables=a.txt'), /not a prefix/);
+});
+
+t.test('flags win over the environment, which wins over defaults', async (t) => {
+  const env = { HOST_ROOT: '/h', NODE_NAME: 'n1', AGGREGATOR_URL: 'http://a:8080', SAMPLE_INTERVAL: '0.5' };
+  const cmd = parseAgentArgs(['run', '--host-root', '/flag'], env);
+  t.equal(cmd.hostRoot, '/flag');
+  t.equal(cmd.nodeName, 'n1');
+  t.equal(cmd.sampleIntervalS, 0.5);
+  t.equal(cmd.heartbeatIntervalS, 60);
+  t.equal(parseAgentArgs(['collect'], {}).hostRoot, '/host');
+});
+
+t.test('usage errors say what is wrong', async (t) => {
+  t.throws(() => parseAgentArgs([], {}), /a command is required/);
+  t.throws(() => parseAgentArgs(['serve'], {}), /unknown command "serve"/);
+  t.throws(() => parseAgentArgs(['collect', '--nope'], {}), UsageError);
+  t.throws(() => parseAgentArgs(['run', '--aggregator-url', 'http://x'], {}), /--node-name/);
+  t.throws(() => parseAgentArgs(['run', '--node-name', 'n'], {}), /--aggregator-url/);
+  t.throws(() => parseAgentArgs(['run', '--node-name', 'n', '--aggregator-url', 'ftp://x'], {}), /http or https/);
+  t.throws(() => parseAgentArgs(['collect', '--sample-interval', '0'], {}), /positive number/);
+  t.throws(() => parseAgentArgs(['collect', '--sample-interval', 'soon'], {}), /positive number/);
+});

@@ -1,0 +1,59 @@
+// Paths to the fixtures and their hand-written expectations (test/fixtures/expected.json).
+import { readFileSync, readdirSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const FIXTURES = path.join(ROOT, 'test/fixtures');
+export const IPTABLES_FIXTURES = path.join(FIXTURES, 'iptables');
+export const HOST_FIXTURES = path.join(FIXTURES, 'hosts');
+export const AGENT_BIN = path.join(ROOT, 'dist/agent/main.js');
+export const AGGREGATOR_BIN = path.join(ROOT, 'dist/aggregator/main.js');
+
+export interface Expected {
+  iptables: Record<string, { verdict: string; incompleteTables?: string[] }>;
+  hosts: Record<string, { etc: string; dbus: string; dbusLinkTarget?: string; illumio?: { hostDataDir: boolean; serverVen: boolean } }>;
+}
+
+export const expected: Expected = JSON.parse(readFileSync(path.join(FIXTURES, 'expected.json'), 'utf8'));
+
+/** The real dumps: each `<case>.txt` next to the `<case>.rules` that was loaded to make it. */
+export function realDumps(): { name: string; dump: string; rules: string; family: 'ipv4' | 'ipv6'; backend: 'nft' | 'legacy' }[] {
+  return readdirSync(IPTABLES_FIXTURES)
+    .filter((f) => f.endsWith('.rules'))
+    .map((f) => {
+      const name = f.slice(0, -'.rules'.length);
+      const [, fam, backend] = name.split('.');
+      return {
+        name,
+        dump: readFileSync(path.join(IPTABLES_FIXTURES, `${name}.txt`), 'utf8'),
+        rules: readFileSync(path.join(IPTABLES_FIXTURES, f), 'utf8'),
+        family: fam === 'v6' ? 'ipv6' : 'ipv4',
+        backend: backend === 'legacy' ? 'legacy' : 'nft',
+      };
+    });
+}
+
+/**
+ * A deliberately naive reading of iptables-restore input, independent of the parser under test:
+ * for every built-in chain (declared with a policy), the targets of its rules in order.
+ */
+export function builtinTargetsOf(rules: string): Map<string, string[]> {
+  const out = new Map<string, string[]>();
+  let table = '';
+  const builtin = new Set<string>();
+  for (const line of rules.split('\n')) {
+    if (line.startsWith('*')) {
+      table = line.slice(1);
+      builtin.clear();
+    }
+    const decl = /^:(\S+) (ACCEPT|DROP)/.exec(line);
+    if (decl) {
+      builtin.add(decl[1]!);
+      out.set(`${table}/${decl[1]}`, []);
+    }
+    const rule = /^-A (\S+) .*-[jg] (\S+)/.exec(line);
+    if (rule && builtin.has(rule[1]!)) out.get(`${table}/${rule[1]}`)!.push(rule[2]!);
+  }
+  return out;
+}
