@@ -1,1 +1,116 @@
-export async function runAgent(_cmd: import('./cli.js').AgentCommand): Promise<number> { throw new Error('not yet'); }
+// nodeprep-agent run: sample, and send when the facts changed or a heartbeat is due
+// (design.md section 3). While the aggregator is away only the latest report is kept; it is
+// sent as soon as the aggregator answers again. One log line per change of state, never one per
+// sample, and never a report or a ruleset.
+import { writeFile } from 'node:fs/promises';
+import { pino, type Logger } from 'pino';
+import type { NodeReport } from '../protocol/report.js';
+import type { AgentCommand } from './cli.js';
+import { collectReport } from './collect.js';
+import { HeadWatch } from './head-watch.js';
+import { createSender, sleep, type SendResult } from './sender.js';
+
+// A head change stays in the reports this long, so that a fight between Felix (which re-asserts
+// its rules every IptablesRefreshInterval, 90-180 s) and another product shows between flips.
+const FIGHT_WINDOW_MS = 10 * 60_000;
+
+export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cmd.logLevel, base: { node: cmd.nodeName } })): Promise<number> {
+  const sampleMs = cmd.sampleIntervalS * 1000;
+  const sender = createSender({
+    url: cmd.aggregatorUrl!,
+    tokenFile: cmd.tokenFile,
+    caFile: cmd.caFile,
+    // Retries are for a blip; a longer outage is bridged by the next samples, each of which
+    // tries again with the latest report.
+    backoffBaseMs: clamp(sampleMs / 8, 50, 1_000),
+    backoffMaxMs: clamp(sampleMs, 200, 15_000),
+    retries: cmd.once ? 4 : 2,
+  });
+  const watch = new HeadWatch(Math.max(FIGHT_WINDOW_MS, cmd.heartbeatIntervalS * 3000));
+  const stop = new AbortController();
+  const onSignal = (signal: string) => {
+    if (stop.signal.aborted) return;
+    log.info({ signal }, 'stopping');
+    stop.abort();
+    // Whatever is still running (a collection waiting on iptables), the agent is gone within 1 s.
+    setTimeout(() => process.exit(0), 900).unref();
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+
+  log.info({ aggregator: cmd.aggregatorUrl, sampleIntervalS: cmd.sampleIntervalS, heartbeatIntervalS: cmd.heartbeatIntervalS }, 'agent started');
+  let lastFingerprint = '';
+  let lastSentAt = 0;
+  let pending = false; // the latest report has not been delivered
+  let healthy = true; // the health file could be written last time
+  let state: 'unknown' | 'delivering' | 'unreachable' | 'rejected' = 'unknown';
+
+  try {
+    while (!stop.signal.aborted) {
+      const started = Date.now();
+      const { report } = await collectReport({
+        hostRoot: cmd.hostRoot,
+        nodeName: cmd.nodeName!,
+        cluster: cmd.cluster,
+        dumps: cmd.dumps,
+        procNet: cmd.procNet,
+      });
+      if (stop.signal.aborted) break;
+      const headChanges = watch.observe(report, started);
+      if (headChanges.length) report.headChanges = headChanges;
+      if (cmd.healthFile) healthy = await touch(cmd.healthFile, log, healthy);
+
+      const fingerprint = factsOf(report);
+      const due = cmd.once || pending || fingerprint !== lastFingerprint || started - lastSentAt >= cmd.heartbeatIntervalS * 1000;
+      if (due) {
+        const result = await sender.send(report, stop.signal);
+        if (result.outcome === 'aborted') break;
+        state = logTransition(log, state, result);
+        pending = result.outcome !== 'delivered';
+        if (!pending) {
+          lastFingerprint = fingerprint;
+          lastSentAt = started;
+        }
+        if (cmd.once) return pending ? 1 : 0;
+      }
+      await sleep(Math.max(0, sampleMs - (Date.now() - started)), stop.signal);
+    }
+    return 0;
+  } finally {
+    await sender.close();
+  }
+}
+
+/** The report without its timestamp: two samples with the same facts need not both be sent. */
+export function factsOf(report: NodeReport): string {
+  const { collectedAt: _, ...facts } = report;
+  return JSON.stringify(facts);
+}
+
+function logTransition(log: Logger, state: string, result: SendResult): 'delivering' | 'unreachable' | 'rejected' {
+  if (result.outcome === 'delivered') {
+    if (state === 'unknown') log.info({ status: result.status }, 'first report delivered');
+    else if (state !== 'delivering') log.info({ status: result.status, was: state }, 'aggregator reachable again');
+    return 'delivering';
+  }
+  if (result.outcome === 'rejected') {
+    if (state !== 'rejected') log.error({ status: result.status, reason: result.message }, 'aggregator rejected the report');
+    return 'rejected';
+  }
+  if (state !== 'unreachable') log.warn({ reason: (result as { message: string }).message, attempts: result.attempts }, 'aggregator unreachable; keeping the latest report');
+  return 'unreachable';
+}
+
+async function touch(file: string, log: Logger, wasHealthy: boolean): Promise<boolean> {
+  try {
+    await writeFile(file, `${new Date().toISOString()}\n`);
+    return true;
+  } catch (err) {
+    if (wasHealthy) log.warn({ file, err: (err as Error).message }, 'cannot write the health file');
+    return false;
+  }
+}
+
+function clamp(n: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, n));
+}
