@@ -1,9 +1,11 @@
 // Host iptables rulesets: IPv4 and IPv6, nft and legacy backends (design.md section 3).
+import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { StringDecoder } from 'node:string_decoder';
 import type { Backend, CollectionError, Family, IptablesRuleset } from '../protocol/report.js';
-import { runCommand } from './exec.js';
-import { parseIptablesSave } from './iptables-save.js';
+import { streamCommand } from './exec.js';
+import { IptablesSaveParser } from './iptables-save.js';
 
 const SAVE_COMMANDS: Record<Family, Record<'nft' | 'legacy', string>> = {
   ipv4: { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' },
@@ -53,12 +55,36 @@ type Outcome = { ruleset: IptablesRuleset } | { error: CollectionError };
 
 async function saveAndParse(family: Family, backend: 'nft' | 'legacy'): Promise<Outcome> {
   const command = SAVE_COMMANDS[family][backend];
-  const result = await runCommand(command, []);
+  const parser = new IptablesSaveParser();
+  const result = await streamCommand(command, [], (chunk) => parser.push(chunk));
   if (!result.ok) return { error: { source: command, message: result.message } };
-  return { ruleset: rulesetFromText(result.stdout, family, backend, 'host') };
+  return { ruleset: { family, backend, source: 'host', ...parser.end() } };
+}
+
+// Below V8's large-object threshold (128 KiB), so that chunks die young instead of piling up in
+// the large-object space until a full collection.
+const CHUNK_BYTES = 64 * 1024;
+
+/**
+ * Parses a dump file as it is read, without holding it whole. Read synchronously: a dump is read
+ * once, by the CLI, and libuv's thread pool would add a malloc arena per thread to the RSS.
+ */
+export function rulesetFromFile(file: string, family: Family, backend: Backend): IptablesRuleset {
+  const parser = new IptablesSaveParser();
+  const decoder = new StringDecoder('utf8');
+  const buffer = Buffer.allocUnsafe(CHUNK_BYTES);
+  const fd = openSync(file, 'r');
+  try {
+    for (let n; (n = readSync(fd, buffer, 0, CHUNK_BYTES, null)) > 0; ) parser.push(decoder.write(buffer.subarray(0, n)));
+    parser.push(decoder.end());
+  } finally {
+    closeSync(fd);
+  }
+  return { family, backend, source: 'dump', ...parser.end() };
 }
 
 export function rulesetFromText(text: string, family: Family, backend: Backend, source: 'host' | 'dump'): IptablesRuleset {
-  const parsed = parseIptablesSave(text);
-  return { family, backend, source, ...parsed };
+  const parser = new IptablesSaveParser();
+  parser.push(text);
+  return { family, backend, source, ...parser.end() };
 }

@@ -1,7 +1,7 @@
 // nftables tables, to spot Calico's nftables dataplane (table `calico`) and kube-proxy's
 // nftables mode (table `kube-proxy`), whose rules iptables-save does not show.
 import type { CollectionError, NftTable } from '../protocol/report.js';
-import { LIMITS } from '../protocol/report.js';
+import { LIMITS } from '../protocol/limits.js';
 import { runCommand } from './exec.js';
 
 export async function collectNftTables(): Promise<{ tables: NftTable[]; errors: CollectionError[] }> {

@@ -1,20 +1,18 @@
 // collectReport: reads everything the agent knows about its node and assembles NodeReport v1.
 // Every source is read-only, has its own time limit, and fails alone: a failed source becomes an
 // entry in `errors` and the rest of the report is still sent (design.md section 3).
-import { readFile } from 'node:fs/promises';
-import {
-  LIMITS,
+import { LIMITS, SCHEMA_VERSION } from '../protocol/limits.js';
+import type {
   NodeReport,
-  SCHEMA_VERSION,
-  type Backend,
-  type CollectionError,
-  type Family,
-  type IptablesRuleset,
-  type MachineIdFile,
-  type NftTable,
+  Backend,
+  CollectionError,
+  Family,
+  IptablesRuleset,
+  MachineIdFile,
+  NftTable,
 } from '../protocol/report.js';
 import { collectIllumioMarkers } from './collect-illumio.js';
-import { collectHostIptables, rulesetFromText } from './collect-iptables.js';
+import { collectHostIptables, rulesetFromFile } from './collect-iptables.js';
 import { collectNftTables } from './collect-nft.js';
 import { COMMAND_TIMEOUT_MS } from './exec.js';
 import { MACHINE_ID_FILES, readMachineIdFile } from './machine-id.js';
@@ -89,7 +87,7 @@ async function readDumps(dumps: DumpSource[]): Promise<Timed<{ rulesets: Iptable
   const errors: CollectionError[] = [];
   for (const dump of dumps) {
     try {
-      rulesets.push(rulesetFromText(await readFile(dump.file, 'utf8'), dump.family, dump.backend, 'dump'));
+      rulesets.push(await rulesetFromFile(dump.file, dump.family, dump.backend));
     } catch (err) {
       errors.push({ source: `dump ${dump.file}`, message: (err as Error).message });
     }

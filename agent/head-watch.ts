@@ -3,7 +3,7 @@
 // other: Felix re-asserts its position on every refresh (design.md section 6, "a fight"), and so
 // does Illumio in coexistence mode. One sample cannot show that; a sequence can.
 import type { HeadChange, IptablesRuleset, NodeReport } from '../protocol/report.js';
-import { LIMITS } from '../protocol/report.js';
+import { LIMITS } from '../protocol/limits.js';
 
 const isCalicoHook = (r: { target: string; comment?: string }) => r.target.startsWith('cali-') && (r.comment?.startsWith('cali:') ?? false);
 

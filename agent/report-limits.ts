@@ -1,7 +1,8 @@
 // Fits a report into the protocol's totals (protocol/report.ts LIMITS) without losing what
 // detection needs: chains keep their head and tail, user-chain names beyond the budget become a
 // count. A node only exceeds these with hundreds of rules in built-in chains, which is rare.
-import { LIMITS, type IptablesRuleset } from '../protocol/report.js';
+import { LIMITS } from '../protocol/limits.js';
+import type { IptablesRuleset } from '../protocol/report.js';
 import { keepHeadAndTail } from './iptables-save.js';
 
 export function fitRulesets(rulesets: IptablesRuleset[]): IptablesRuleset[] {

@@ -5,25 +5,9 @@
 // schema can exceed MAX_REPORT_BYTES once serialised. test/unit/protocol.test.ts builds the
 // largest report the schema admits and checks that figure.
 import { z } from 'zod';
+import { LIMITS, SCHEMA_VERSION } from './limits.js';
 
-export const SCHEMA_VERSION = 1;
-export const MAX_REPORT_BYTES = 256 * 1024;
-
-export const LIMITS = {
-  name: 253, // a Kubernetes node name is a DNS subdomain
-  chainName: 64,
-  comment: 64, // the agent cuts longer comments; only the first `--comment` is kept
-  rulesPerChain: 64, // a longer chain keeps its head and its tail (see omittedAfter)
-  rulesPerReport: 768,
-  userChainFamilies: 32,
-  userChainNamesPerReport: 256,
-  tablesPerEntry: 6,
-  iptablesEntries: 6, // ipv4/ipv6 x legacy/nft/unknown
-  nftTables: 64,
-  errors: 32,
-  message: 512,
-  headChanges: 32,
-} as const;
+export { LIMITS, MAX_REPORT_BYTES, SCHEMA_VERSION } from './limits.js';
 
 export const MachineIdStatus = z.enum(['ok', 'missing', 'empty', 'uninitialized', 'invalid']);
 export type MachineIdStatus = z.infer<typeof MachineIdStatus>;
@@ -64,7 +48,7 @@ export type BuiltinChain = z.infer<typeof BuiltinChain>;
 
 export const UserChains = z.strictObject({
   // Chains of the high-cardinality families (KUBE-SVC-, cali-fw-, ...), counted per prefix.
-  families: z.record(z.string().max(32), z.number().int().nonnegative()),
+  families: z.record(z.string().max(LIMITS.familyPrefix), z.number().int().nonnegative()),
   // Every other user chain by name, up to the limit; the rest are counted in namesOmitted.
   names: z.array(z.string().max(LIMITS.chainName)),
   namesOmitted: z.number().int().nonnegative().optional(),

@@ -2,7 +2,7 @@
 // parser neither throws nor vouches for a table it did not see whole.
 import fc from 'fast-check';
 import t from 'tap';
-import { parseIptablesSave } from '../../agent/iptables-save.js';
+import { IptablesSaveParser, parseIptablesSave } from '../../agent/iptables-save.js';
 import { IptablesRuleset } from '../../protocol/report.js';
 import { realDumps } from '../support/fixtures.js';
 
@@ -62,4 +62,24 @@ t.test('random text of any kind: never a throw, never an "ok" verdict with no ta
     { numRuns: 2000, seed: 1 },
   );
   t.pass('2000 random strings');
+});
+
+t.test('fed in chunks of any size, the parser gives what it gives on the whole text', async (t) => {
+  for (const d of dumps.slice(0, 4)) {
+    const whole = JSON.stringify(parseIptablesSave(d.dump));
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 4096 }), { minLength: 1, maxLength: 64 }), (sizes) => {
+        const parser = new IptablesSaveParser();
+        let at = 0;
+        for (let i = 0; at < d.dump.length; i++) {
+          const size = sizes[i % sizes.length]!;
+          parser.push(d.dump.slice(at, at + size));
+          at += size;
+        }
+        return JSON.stringify(parser.end()) === whole;
+      }),
+      { numRuns: 100, seed: 3 },
+    );
+    t.pass(`${d.name}: 100 chunkings`);
+  }
 });

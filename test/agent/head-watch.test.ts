@@ -1,0 +1,37 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import t from 'tap';
+import { HeadWatch, headOwners } from '../../agent/head-watch.js';
+import { rulesetFromText } from '../../agent/collect-iptables.js';
+import { factsOf } from '../../agent/run.js';
+import type { NodeReport } from '../../protocol/report.js';
+import { IPTABLES_FIXTURES } from '../support/fixtures.js';
+
+const ruleset = (file: string) => rulesetFromText(readFileSync(path.join(IPTABLES_FIXTURES, file), 'utf8'), 'ipv4', 'nft', 'host');
+const reportOf = (file: string) => ({ iptables: [ruleset(file)] }) as NodeReport;
+
+t.test('head owners: only chains Calico hooks', async (t) => {
+  const owners = headOwners([ruleset('foreign-first-insert.v4.nft.txt')]);
+  t.equal(owners.get('ipv4/nft/filter/INPUT'), 'acme-INPUT');
+  t.equal(owners.get('ipv4/nft/raw/PREROUTING'), 'cali-PREROUTING');
+  t.notOk(owners.has('ipv4/nft/mangle/INPUT'), 'mangle INPUT has no Calico hook');
+  t.notOk(headOwners([ruleset('leftover-cali.v4.nft.txt')]).size, 'leftover chains hook nothing');
+});
+
+t.test('a flip between Calico and another product is a head change; steady heads are not', async (t) => {
+  const watch = new HeadWatch(60_000);
+  t.same(watch.observe(reportOf('calico-insert.v4.nft.txt'), 0), []);
+  t.same(watch.observe(reportOf('calico-insert.v4.nft.txt'), 1_000), [], 'same head, no change');
+  const flipped = watch.observe(reportOf('foreign-first-insert.v4.nft.txt'), 2_000);
+  const input = flipped.find((c) => c.table === 'filter' && c.chain === 'INPUT');
+  t.same(input, { family: 'ipv4', backend: 'nft', table: 'filter', chain: 'INPUT', from: 'cali-INPUT', to: 'acme-INPUT', at: new Date(2_000).toISOString() });
+  t.equal(watch.observe(reportOf('foreign-first-insert.v4.nft.txt'), 3_000).length, flipped.length, 'kept within the window');
+  t.same(watch.observe(reportOf('foreign-first-insert.v4.nft.txt'), 62_001), [], 'forgotten after the window');
+});
+
+t.test('facts without the timestamp decide whether a report is new', async (t) => {
+  const a = { collectedAt: '2026-01-01T00:00:00.000Z', node: { name: 'n' } } as NodeReport;
+  const b = { collectedAt: '2026-01-01T00:00:15.000Z', node: { name: 'n' } } as NodeReport;
+  t.equal(factsOf(a), factsOf(b));
+  t.not(factsOf(a), factsOf({ ...b, node: { name: 'm' } }));
+});

@@ -1,0 +1,12 @@
+// npm run bench: every benchmark, one after the other, figures and ratios on stdout.
+import { benchParser } from './parser.js';
+
+const only = process.argv[2];
+const benches: Record<string, () => Promise<void>> = {
+  parser: benchParser,
+  aggregator: async () => (await import('./aggregator.js')).benchAggregator(),
+};
+for (const [name, run] of Object.entries(benches)) {
+  if (only && only !== name) continue;
+  await run();
+}
