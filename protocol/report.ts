@@ -106,47 +106,56 @@ export const HeadChange = z.strictObject({
 });
 export type HeadChange = z.infer<typeof HeadChange>;
 
-export const NodeReport = z
-  .strictObject({
-    schemaVersion: z.literal(SCHEMA_VERSION),
-    agent: z.strictObject({ version: z.string().max(64) }),
-    node: z.strictObject({
-      name: z.string().min(1).max(LIMITS.name),
-      cluster: z.string().max(LIMITS.name).optional(),
-    }),
-    collectedAt: z.iso.datetime(),
-    machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),
-    iptables: z.array(IptablesRuleset).max(LIMITS.iptablesEntries),
-    nftTables: z.array(NftTable).max(LIMITS.nftTables),
-    illumio: z.strictObject({ hostDataDir: z.boolean(), serverVen: z.boolean() }),
-    errors: z.array(CollectionError).max(LIMITS.errors),
-    // Optional so that v1 reports from agents without fight detection stay valid.
-    headChanges: z.array(HeadChange).max(LIMITS.headChanges).optional(),
-  })
-  .superRefine((report, ctx) => {
-    let rules = 0;
-    let names = 0;
-    for (const [i, set] of report.iptables.entries()) {
-      for (const [j, table] of set.tables.entries()) {
-        names += table.userChains.names.length;
-        if (Object.keys(table.userChains.families).length > LIMITS.userChainFamilies) {
-          ctx.addIssue({
-            code: 'custom',
-            path: ['iptables', i, 'tables', j, 'userChains', 'families'],
-            message: `at most ${LIMITS.userChainFamilies} chain families per table`,
-          });
-        }
-        for (const chain of table.builtinChains) rules += chain.rules.length;
-      }
-    }
-    if (rules > LIMITS.rulesPerReport) {
-      ctx.addIssue({ code: 'custom', path: ['iptables'], message: `at most ${LIMITS.rulesPerReport} built-in chain rules per report, got ${rules}` });
-    }
-    if (names > LIMITS.userChainNamesPerReport) {
-      ctx.addIssue({ code: 'custom', path: ['iptables'], message: `at most ${LIMITS.userChainNamesPerReport} user chain names per report, got ${names}` });
-    }
-  });
+const NodeReportShape = z.strictObject({
+  schemaVersion: z.literal(SCHEMA_VERSION),
+  agent: z.strictObject({ version: z.string().max(64) }),
+  node: z.strictObject({
+    name: z.string().min(1).max(LIMITS.name),
+    cluster: z.string().max(LIMITS.name).optional(),
+  }),
+  collectedAt: z.iso.datetime(),
+  machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),
+  iptables: z.array(IptablesRuleset).max(LIMITS.iptablesEntries),
+  nftTables: z.array(NftTable).max(LIMITS.nftTables),
+  illumio: z.strictObject({ hostDataDir: z.boolean(), serverVen: z.boolean() }),
+  errors: z.array(CollectionError).max(LIMITS.errors),
+  // Optional so that v1 reports from agents without fight detection stay valid.
+  headChanges: z.array(HeadChange).max(LIMITS.headChanges).optional(),
+});
+type NodeReportShape = z.infer<typeof NodeReportShape>;
+
+export const NodeReport = NodeReportShape.superRefine((report, ctx) => {
+  for (const issue of reportTotalsIssues(report)) ctx.addIssue({ code: 'custom', path: issue.path, message: issue.message });
+});
 export type NodeReport = z.infer<typeof NodeReport>;
+
+export interface ReportTotalsIssue {
+  path: (string | number)[];
+  message: string;
+}
+
+/**
+ * The limits that span the whole report (rules and user-chain names across all tables, chain
+ * families per table), which no per-field bound can say. NodeReport's superRefine uses it, and
+ * so does the aggregator, which validates with JSON Schema for speed.
+ */
+export function reportTotalsIssues(report: Pick<NodeReportShape, 'iptables'>): ReportTotalsIssue[] {
+  const issues: ReportTotalsIssue[] = [];
+  let rules = 0;
+  let names = 0;
+  for (const [i, set] of report.iptables.entries()) {
+    for (const [j, table] of set.tables.entries()) {
+      names += table.userChains.names.length;
+      if (Object.keys(table.userChains.families).length > LIMITS.userChainFamilies) {
+        issues.push({ path: ['iptables', i, 'tables', j, 'userChains', 'families'], message: `at most ${LIMITS.userChainFamilies} chain families per table` });
+      }
+      for (const chain of table.builtinChains) rules += chain.rules.length;
+    }
+  }
+  if (rules > LIMITS.rulesPerReport) issues.push({ path: ['iptables'], message: `at most ${LIMITS.rulesPerReport} built-in chain rules per report, got ${rules}` });
+  if (names > LIMITS.userChainNamesPerReport) issues.push({ path: ['iptables'], message: `at most ${LIMITS.userChainNamesPerReport} user chain names per report, got ${names}` });
+  return issues;
+}
 
 /** 1-based positions of the rules a chain holds, accounting for rules omitted in the middle. */
 export function rulePositions(chain: BuiltinChain): number[] {

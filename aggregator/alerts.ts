@@ -1,0 +1,22 @@
+// Alerts are transitions (design.md section 2): one log line when a finding appears, one when it
+// goes. Only the finding's identity and a sample of node names are logged, never a report.
+import type { Logger } from 'pino';
+import type { Transition } from './store.js';
+
+export function logTransition(log: Logger, { kind, finding, nodeCount, reason }: Transition): void {
+  const fields = {
+    id: finding.id,
+    code: finding.code,
+    severity: finding.severity,
+    nodes: finding.nodes,
+    ...(nodeCount > finding.nodes.length ? { nodeCount } : {}),
+    ...(reason ? { reason } : {}),
+    ...(kind === 'raised' ? { message: finding.message } : {}),
+  };
+  // Raised problems at warn (critical ones at error) so they stand out at the default level;
+  // resolutions at info.
+  if (kind === 'resolved') log.info(fields, 'finding resolved');
+  else if (finding.severity === 'critical') log.error(fields, 'finding raised');
+  else if (finding.severity === 'warning') log.warn(fields, 'finding raised');
+  else log.info(fields, 'finding raised');
+}

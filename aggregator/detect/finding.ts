@@ -1,0 +1,22 @@
+// What every detector returns: a finding without its `since`, which only the store knows.
+import { createHash } from 'node:crypto';
+import { FINDING_SEVERITY, type Finding, type FindingCode } from '../../protocol/findings.js';
+
+export type FindingDraft = Omit<Finding, 'since'>;
+
+/**
+ * A stable id for "this problem": the code and the subject it is about (a machine ID, a node, a
+ * node's table and chain). Hashing keeps ids short and the same after a restart, so an alert
+ * pipeline can deduplicate raised/resolved pairs across aggregator restarts.
+ */
+export function findingId(code: FindingCode, subject: readonly string[]): string {
+  return createHash('sha256').update(code).update('\0').update(subject.join('\0')).digest('hex').slice(0, 16);
+}
+
+export function makeFinding(
+  code: FindingCode,
+  subject: readonly string[],
+  fields: { nodes: string[]; message: string; remediation: string; evidence: Record<string, unknown> },
+): FindingDraft {
+  return { id: findingId(code, subject), code, severity: FINDING_SEVERITY[code], ...fields };
+}

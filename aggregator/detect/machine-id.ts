@@ -1,0 +1,73 @@
+// Machine-ID checks (design.md section 6; systemd machine-id(5); google/cadvisor machine/info.go).
+import type { NodeReport } from '../../protocol/report.js';
+import { makeFinding, type FindingDraft } from './finding.js';
+
+/** The node's /etc/machine-id when the agent found it valid; kubelet reports this one. */
+export function validMachineId(report: NodeReport): string | undefined {
+  const etc = report.machineId.etc;
+  return etc.status === 'ok' ? etc.value : undefined;
+}
+
+// systemd-machine-id-setup initialises /etc/machine-id from the D-Bus copy when that one is
+// valid, so a fresh ID needs both files gone (machine-id(5), systemd-machine-id-setup(1)).
+const REGENERATE =
+  'sudo rm -f /etc/machine-id /var/lib/dbus/machine-id && sudo systemd-machine-id-setup';
+const RESTART =
+  'then restart the kubelet (`sudo systemctl restart kubelet`) and the C-VEN pod on the node ' +
+  '(`kubectl -n illumio-system delete pod -l app=illumio-ven --field-selector spec.nodeName=<node>`), or reboot the node';
+
+const STATUS_TEXT: Record<string, string> = {
+  missing: 'is missing',
+  empty: 'is empty',
+  uninitialized: 'says "uninitialized" (first boot never completed)',
+  invalid: 'is not 32 lowercase hex digits, or is all zeros',
+};
+
+export function detectMachineIdProblems(report: NodeReport): FindingDraft[] {
+  const node = report.node.name;
+  const { etc, dbus } = report.machineId;
+  const findings: FindingDraft[] = [];
+  if (etc.status !== 'ok') {
+    findings.push(
+      makeFinding('MACHINE_ID_INVALID', [node], {
+        nodes: [node],
+        message: `/etc/machine-id on ${node} ${STATUS_TEXT[etc.status] ?? etc.status}; the kubelet and the C-VEN need a unique, valid ID`,
+        remediation:
+          `On ${node}: \`${REGENERATE}\`, ${RESTART.replace('<node>', node)}. ` +
+          'Removing only /etc/machine-id is not enough: systemd-machine-id-setup copies a valid ID back from /var/lib/dbus/machine-id. ' +
+          'Golden images should ship /etc/machine-id empty (not missing, not a copied ID) so each machine generates its own at first boot.',
+        evidence: { file: '/etc/machine-id', status: etc.status, ...(etc.value === undefined ? {} : { value: etc.value }) },
+      }),
+    );
+  }
+  // A link is how distributions keep the two in step; only a separate file can drift.
+  if (etc.status === 'ok' && dbus.status === 'ok' && dbus.linkTarget === undefined && dbus.value !== etc.value) {
+    findings.push(
+      makeFinding('MACHINE_ID_DBUS_MISMATCH', [node], {
+        nodes: [node],
+        message: `/var/lib/dbus/machine-id on ${node} (${dbus.value}) differs from /etc/machine-id (${etc.value}); software reading the D-Bus copy sees another identity`,
+        remediation:
+          `On ${node}: \`sudo ln -sf /etc/machine-id /var/lib/dbus/machine-id\`. ` +
+          'If this node was cloned, regenerate both instead (the D-Bus copy may hold the image\'s ID): ' +
+          `\`${REGENERATE}\`, ${RESTART.replace('<node>', node)}.`,
+        evidence: { etc: etc.value, dbus: dbus.value },
+      }),
+    );
+  }
+  return findings;
+}
+
+/** One finding per machine ID held by two or more live nodes; `nodes` may be a sample. */
+export function duplicateMachineIdFinding(machineId: string, nodes: string[], nodeCount: number): FindingDraft {
+  const shown = nodes.slice().sort();
+  return makeFinding('MACHINE_ID_DUPLICATE', [machineId], {
+    nodes: shown,
+    message: `${nodeCount} nodes share the machine ID ${machineId} (${shown.join(', ')}${nodeCount > shown.length ? ', ...' : ''}): they were cloned from one image`,
+    remediation:
+      `On every node but one (on all of them if the ID is the image's): \`${REGENERATE}\`, ${RESTART}. ` +
+      'Removing only /etc/machine-id lets the old ID come back from the D-Bus copy. ' +
+      'Check with `kubectl get nodes -o custom-columns=NAME:.metadata.name,MACHINE_ID:.status.nodeInfo.machineID`. ' +
+      'Fix the golden image so /etc/machine-id ships empty and every new node generates its own ID.',
+    evidence: { machineId, nodeCount },
+  });
+}

@@ -1,0 +1,25 @@
+// Probes, metrics and the API description.
+import type { FastifyPluginAsync } from 'fastify';
+import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { z } from 'zod';
+import { ApiError, Health } from '../../protocol/api.js';
+import type { Metrics } from '../metrics.js';
+
+export const operationRoutes: FastifyPluginAsync<{ metrics: Metrics; isShuttingDown: () => boolean }> = async (app, { metrics, isShuttingDown }) => {
+  app.setValidatorCompiler(validatorCompiler);
+  const typed = app.withTypeProvider<ZodTypeProvider>();
+  typed.get('/healthz', { schema: { summary: 'Liveness: the process answers', response: { 200: Health } } }, async () => ({ status: 'ok' as const }));
+
+  // Ready as soon as the app is built (state is soft: a fresh aggregator is whole again after one
+  // report interval); not ready while shutting down, so the Service stops sending reports here.
+  typed.get('/readyz', { schema: { summary: 'Readiness', response: { 200: Health, 503: Health } } }, async (_request, reply) =>
+    isShuttingDown() ? reply.code(503).send({ status: 'shutting down' }) : reply.send({ status: 'ready' }),
+  );
+
+  typed.get('/metrics', { schema: { summary: 'Prometheus metrics', response: { 200: z.string() } } }, async (_request, reply) => {
+    const text = await metrics.registry.metrics();
+    return reply.type(metrics.registry.contentType).serializer((payload: unknown) => payload as string).send(text);
+  });
+
+  typed.get('/openapi.json', { schema: { hide: true, response: { 200: z.record(z.string(), z.unknown()), 500: ApiError } } }, async () => app.swagger() as unknown as Record<string, unknown>);
+};

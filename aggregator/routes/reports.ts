@@ -1,0 +1,66 @@
+// POST /v1/reports (design.md section 5).
+import type { FastifyPluginAsync } from 'fastify';
+import type { ZodTypeProvider } from 'fastify-type-provider-zod';
+import { ApiError, ReportAccepted } from '../../protocol/api.js';
+import { SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
+import { HttpError, REPORTS_URL } from '../errors.js';
+import { reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
+import type { TokenCheck } from '../auth.js';
+import type { Metrics } from '../metrics.js';
+import type { NodeStore } from '../store.js';
+
+export interface ReportRouteOptions {
+  store: NodeStore;
+  metrics: Metrics;
+  token: TokenCheck;
+  bodyLimit: number;
+}
+
+// This plugin sets no validator compiler, so the body schema (JSON Schema generated from the zod
+// NodeReport, see report-validation.ts) is compiled by fastify's ajv; responses use zod.
+export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { store, metrics, token, bodyLimit }) => {
+  const bodySchema = reportJsonSchema();
+  app.withTypeProvider<ZodTypeProvider>().post(
+    REPORTS_URL,
+    {
+      bodyLimit,
+      schema: {
+        summary: 'Submit a NodeReport (sent by the nodeprep agent)',
+        body: bodySchema,
+        response: { 202: ReportAccepted, 400: ApiError, 401: ApiError, 413: ApiError, 415: ApiError },
+        security: [{ bearer: [] }],
+      },
+      // Before the body is read, so a client without the token costs no parsing.
+      // Callback-style hooks: no promise per request on the hot path.
+      onRequest: (request, reply, done) => {
+        if (token.accepts(request.headers.authorization)) {
+          done();
+          return;
+        }
+        reply.header('www-authenticate', 'Bearer');
+        done(new HttpError(401, 'missing or wrong bearer token (Authorization: Bearer <token>)', 'unauthorized'));
+      },
+      // A report another schema version fails validation somewhere; say why instead of where.
+      preValidation: (request, _reply, done) => {
+        const version = (request.body as { schemaVersion?: unknown } | null)?.schemaVersion;
+        if (typeof version === 'number' && version !== SCHEMA_VERSION) {
+          const issues = [{ path: 'schemaVersion', message: `unsupported schema version ${version}; this aggregator understands ${SCHEMA_VERSION}` }];
+          const hint = version > SCHEMA_VERSION ? ': upgrade the aggregator before the agents' : '';
+          done(new HttpError(400, `body.schemaVersion: unsupported schema version ${version} (supported: ${SCHEMA_VERSION})${hint}`, 'schema_version', issues));
+          return;
+        }
+        done();
+      },
+    },
+    async (request, reply) => {
+      const report = request.body as NodeReport;
+      const issues = reportTotalsIssues(report);
+      if (issues.length > 0) throw new HttpError(400, `body.${issues[0]!.path}: ${issues[0]!.message}`, 'invalid_report', issues);
+      const findings = store.ingest(report, request.rawBody ?? JSON.stringify(report));
+      metrics.reportsReceived.inc();
+      // Up to the answer being ready; writing it to the socket is not ingest.
+      metrics.ingestSeconds.observe(reply.elapsedTime / 1000);
+      return reply.code(202).send({ node: report.node.name, findings });
+    },
+  );
+};

@@ -1,0 +1,44 @@
+// Findings: what the aggregator concludes from the reports (design.md section 5).
+import { z } from 'zod';
+
+export const Severity = z.enum(['critical', 'warning', 'info']);
+export type Severity = z.infer<typeof Severity>;
+
+export const FINDING_SEVERITY = {
+  MACHINE_ID_DUPLICATE: 'critical',
+  MACHINE_ID_INVALID: 'critical',
+  MACHINE_ID_DBUS_MISMATCH: 'warning',
+  CALICO_INSERT_MODE: 'warning',
+  CALICO_ILLUMIO_CONFLICT: 'critical',
+  CALICO_MODE_MIXED: 'warning',
+  CALICO_OUT_OF_SYNC: 'warning',
+  // Not in design.md's table yet: section 6 says "an unknown product's jump at the head of a chain
+  // Calico hooks is reported as a foreign head-of-chain rule"; this is that report.
+  FOREIGN_HEAD_RULE: 'warning',
+  IPTABLES_MIXED_BACKENDS: 'warning',
+  CALICO_NFT_DATAPLANE: 'info',
+  CALICO_STALE_CHAINS: 'info',
+  IPTABLES_INCOMPLETE: 'warning',
+  AGENT_COLLECTION_ERROR: 'warning',
+  NODE_STALE: 'warning',
+  ILLUMIO_SERVER_VEN: 'critical',
+} as const satisfies Record<string, Severity>;
+
+export type FindingCode = keyof typeof FINDING_SEVERITY;
+export const FindingCode = z.enum(Object.keys(FINDING_SEVERITY) as [FindingCode, ...FindingCode[]]);
+
+export const Finding = z.object({
+  // Stable for the same problem (code plus what it is about), so alert pipelines can deduplicate:
+  // the first 16 hex digits of SHA-256(code, subject), the same after a restart of the aggregator.
+  id: z.string(),
+  code: FindingCode,
+  severity: Severity,
+  // Affected nodes, sorted. For the cluster-wide findings (MACHINE_ID_DUPLICATE, CALICO_MODE_MIXED)
+  // a list may be cut short where a response says so; evidence.nodeCount then has the total.
+  nodes: z.array(z.string()),
+  message: z.string(),
+  remediation: z.string(),
+  evidence: z.record(z.string(), z.unknown()),
+  since: z.iso.datetime(),
+});
+export type Finding = z.infer<typeof Finding>;

@@ -1,0 +1,78 @@
+// npm start: nodeprep on this machine alone, on its embedded defaults. Starts an aggregator on
+// loopback and an agent that reads this host (--host-root /), waits for the first report, prints
+// the findings, and keeps both running until Ctrl-C. The agent only reads: it runs
+// iptables-save / nft list tables (as root; as another user those sources report an error) and
+// reads /etc/machine-id.
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { setTimeout as delay } from 'node:timers/promises';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const PORT = process.env.PORT ?? '8080';
+const BASE = `http://127.0.0.1:${PORT}`;
+const children: ChildProcess[] = [];
+
+function start(name: string, args: string[], env: Record<string, string>): ChildProcess {
+  const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const prefix = `[${name}] `;
+  for (const stream of [child.stdout!, child.stderr!]) {
+    stream.setEncoding('utf8');
+    let carry = '';
+    stream.on('data', (d: string) => {
+      const lines = (carry + d).split('\n');
+      carry = lines.pop() ?? '';
+      for (const line of lines) process.stdout.write(prefix + line + '\n');
+    });
+  }
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      console.error(`${name} exited (${code ?? signal}); stopping`);
+      stop(1);
+    }
+  });
+  children.push(child);
+  return child;
+}
+
+let stopping = false;
+function stop(code = 0): void {
+  stopping = true;
+  for (const c of children) c.kill('SIGTERM');
+  setTimeout(() => process.exit(code), 1500).unref();
+}
+process.on('SIGINT', () => stop());
+process.on('SIGTERM', () => stop());
+
+async function getJson(route: string): Promise<unknown> {
+  const res = await fetch(BASE + route);
+  return res.json();
+}
+
+async function waitFor(what: string, check: () => Promise<boolean>, seconds: number): Promise<void> {
+  for (let i = 0; i < seconds * 10; i++) {
+    try {
+      if (await check()) return;
+    } catch {
+      // not up yet
+    }
+    await delay(100);
+  }
+  throw new Error(`${what} did not happen within ${seconds} s`);
+}
+
+const nodeName = os.hostname();
+start('aggregator', ['dist/aggregator/main.js'], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90' });
+await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BASE}/readyz`)).ok, 15);
+start('agent', ['--max-semi-space-size=1', 'dist/agent/main.js', 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
+await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);
+
+const { findings } = (await getJson('/v1/findings')) as { findings: { severity: string; code: string; message: string }[] };
+console.log(`\nnodeprep is running: aggregator ${BASE}, agent for node "${nodeName}" (host root /).`);
+console.log(findings.length ? `${findings.length} finding(s) now:` : 'No findings: this node is ready for C-VEN.');
+for (const f of findings) console.log(`  ${f.severity.padEnd(8)} ${f.code.padEnd(26)} ${f.message}`);
+console.log(`\nRead them again:  curl -s ${BASE}/v1/findings`);
+console.log(`This node:        curl -s ${BASE}/v1/nodes/${nodeName}`);
+console.log(`Metrics:          curl -s ${BASE}/metrics`);
+console.log('Alerts ("finding raised" / "finding resolved") appear below as the aggregator logs them. Ctrl-C stops both.\n');

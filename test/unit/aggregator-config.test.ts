@@ -1,0 +1,84 @@
+// Start-up configuration and the token check.
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import t from 'tap';
+import { readTokenFile, TokenCheck } from '../../aggregator/auth.js';
+import { ConfigError, DEFAULT_ILLUMIO_CHAIN_PATTERNS, loadConfig, sweepIntervalMs } from '../../aggregator/config.js';
+
+t.test('defaults', async (t) => {
+  t.same(loadConfig({}), {
+    port: 8080,
+    host: '0.0.0.0',
+    authTokenFile: undefined,
+    ttlSeconds: 180,
+    dropAfterSeconds: 3600,
+    logLevel: 'info',
+    illumioChainPatterns: DEFAULT_ILLUMIO_CHAIN_PATTERNS,
+  });
+});
+
+t.test('values, fractions, and empty meaning unset', async (t) => {
+  const config = loadConfig({ PORT: '9000', HOST: '::', NODE_TTL_SECONDS: '1.5', NODE_DROP_AFTER_SECONDS: '', LOG_LEVEL: 'debug', AUTH_TOKEN_FILE: '/run/token', ILLUMIO_CHAIN_PATTERNS: 'VEN-*' });
+  t.match(config, { port: 9000, host: '::', ttlSeconds: 1.5, dropAfterSeconds: 3600, logLevel: 'debug', authTokenFile: '/run/token', illumioChainPatterns: 'VEN-*' });
+  t.equal(loadConfig({ NODE_TTL_SECONDS: '7200' }).dropAfterSeconds, 14400, 'the drop time follows a long TTL');
+  t.equal(loadConfig({ NODE_TTL_SECONDS: '2', NODE_DROP_AFTER_SECONDS: '5' }).dropAfterSeconds, 5);
+});
+
+t.test('a bad value names its variable', async (t) => {
+  const cases: [Record<string, string>, string][] = [
+    [{ PORT: 'http' }, 'PORT'],
+    [{ PORT: '70000' }, 'PORT'],
+    [{ PORT: '80.5' }, 'PORT'],
+    [{ NODE_TTL_SECONDS: '0' }, 'NODE_TTL_SECONDS'],
+    [{ NODE_TTL_SECONDS: 'soon' }, 'NODE_TTL_SECONDS'],
+    [{ NODE_TTL_SECONDS: '60', NODE_DROP_AFTER_SECONDS: '30' }, 'NODE_DROP_AFTER_SECONDS'],
+    [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL'],
+  ];
+  for (const [env, variable] of cases) {
+    t.throws(() => loadConfig(env), { name: 'ConfigError', message: new RegExp(`^invalid configuration: ${variable}`) }, JSON.stringify(env));
+  }
+  t.type(new ConfigError('x'), Error);
+});
+
+t.test('the stale sweep runs often enough for NODE_STALE within TTL + 1 s', async (t) => {
+  t.equal(sweepIntervalMs(180), 1000);
+  t.equal(sweepIntervalMs(1.5), 375);
+  t.equal(sweepIntervalMs(0.01), 50);
+});
+
+t.test('TokenCheck', async (t) => {
+  const check = new TokenCheck('abc');
+  t.ok(check.enabled);
+  t.ok(check.accepts('Bearer abc'));
+  t.notOk(check.accepts('Bearer abd'));
+  t.notOk(check.accepts('Bearer ab'));
+  t.notOk(check.accepts('abc'));
+  t.notOk(check.accepts('Basic abc'));
+  t.notOk(check.accepts(undefined));
+  t.ok(new TokenCheck().accepts(undefined), 'no token configured: open');
+  check.set('rotated');
+  t.ok(check.accepts('Bearer rotated'));
+  t.notOk(check.accepts('Bearer abc'));
+});
+
+t.test('readTokenFile trims and refuses an empty file', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'nodeprep-token-'));
+  writeFileSync(join(dir, 'ok'), 'tok\n');
+  writeFileSync(join(dir, 'empty'), '\n');
+  t.equal(await readTokenFile(join(dir, 'ok')), 'tok');
+  await t.rejects(readTokenFile(join(dir, 'empty')), /empty/);
+});
+
+// The built entry point (npm test builds first): bad config is one line naming the variable.
+const main = join(import.meta.dirname, '..', '..', 'dist', 'aggregator', 'main.js');
+t.test('main exits non-zero on bad config', { skip: existsSync(main) ? false : 'run npm run build first' }, async (t) => {
+  const bad = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, PORT: 'eighty' }, encoding: 'utf8', timeout: 10_000 });
+  t.equal(bad.status, 2);
+  t.match(bad.stderr, /^nodeprep-aggregator: invalid configuration: PORT/);
+  t.equal(bad.stderr.trim().split('\n').length, 1, 'one line');
+  const missing = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, AUTH_TOKEN_FILE: '/nonexistent/token' }, encoding: 'utf8', timeout: 10_000 });
+  t.equal(missing.status, 2);
+  t.match(missing.stderr, /AUTH_TOKEN_FILE/);
+});

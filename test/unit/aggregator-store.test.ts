@@ -1,0 +1,166 @@
+// The store over time: replace-not-merge, cluster-wide findings from its indexes, staleness,
+// and transitions (each raised and resolved once). The clock is a variable; nothing waits.
+import { Writable } from 'node:stream';
+import t from 'tap';
+import { pino } from 'pino';
+import { logTransition } from '../../aggregator/alerts.js';
+import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
+import { NodeStore, type Transition } from '../../aggregator/store.js';
+import type { NodeReport } from '../../protocol/report.js';
+import { buildReport } from '../support/reports.js';
+
+function harness(ttlSeconds = 10, dropAfterSeconds = 100) {
+  let now = Date.parse('2025-01-01T00:00:00Z');
+  const transitions: Transition[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const log = pino(
+    { level: 'info' },
+    new Writable({
+      write(chunk, _encoding, done) {
+        lines.push(JSON.parse(String(chunk)) as Record<string, unknown>);
+        done();
+      },
+    }),
+  );
+  const store = new NodeStore({
+    ttlSeconds,
+    dropAfterSeconds,
+    detect: { isIllumioChain: compileChainPatterns('illumio*') },
+    now: () => now,
+    onTransition: (transition) => {
+      transitions.push(transition);
+      logTransition(log, transition);
+    },
+  });
+  const ingest = (report: NodeReport) => store.ingest(report, JSON.stringify(report));
+  const advance = (seconds: number) => {
+    now += seconds * 1000;
+    store.sweep();
+  };
+  const seen = () => transitions.map((x) => `${x.kind} ${x.finding.code} ${x.finding.nodes.join(',')}`);
+  return { store, ingest, advance, transitions, lines, seen };
+}
+
+const SHARED = '0123456789abcdef0123456789abcdef';
+
+t.test('two nodes share a machine ID, then one is fixed: raised once, resolved once', async (t) => {
+  const h = harness();
+  h.ingest(buildReport({ name: 'a', machineId: SHARED }));
+  t.same(h.seen(), [], 'one node alone is no duplicate');
+  const response = h.ingest(buildReport({ name: 'b', machineId: SHARED }));
+  t.same(h.seen(), ['raised MACHINE_ID_DUPLICATE a,b']);
+  t.same(response.map((f) => f.code), ['MACHINE_ID_DUPLICATE'], 'the reporting node is told');
+
+  // Steady state: the same reports again change nothing and log nothing.
+  for (let i = 0; i < 3; i++) {
+    h.ingest(buildReport({ name: 'a', machineId: SHARED }));
+    h.ingest(buildReport({ name: 'b', machineId: SHARED }));
+  }
+  t.equal(h.transitions.length, 1, 'no transition per report');
+  const [duplicate] = h.store.listFindings();
+  t.match(duplicate, { code: 'MACHINE_ID_DUPLICATE', severity: 'critical', nodes: ['a', 'b'], evidence: { machineId: SHARED, nodeCount: 2 } });
+  t.match(duplicate!.remediation, /systemd-machine-id-setup/);
+  t.match(duplicate!.remediation, /D-Bus/);
+
+  h.ingest(buildReport({ name: 'b' })); // b regenerated its ID
+  t.same(h.seen(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved MACHINE_ID_DUPLICATE a,b']);
+  t.equal(h.transitions[0]!.finding.id, h.transitions[1]!.finding.id, 'same id raised and resolved');
+  t.same(h.store.listFindings(), []);
+
+  const alerts = h.lines.filter((l) => l.msg === 'finding raised' || l.msg === 'finding resolved');
+  t.equal(alerts.length, 2, 'each logged once');
+  t.match(alerts[0], { msg: 'finding raised', code: 'MACHINE_ID_DUPLICATE', severity: 'critical', nodes: ['a', 'b'], id: duplicate!.id });
+  t.match(alerts[1], { msg: 'finding resolved', code: 'MACHINE_ID_DUPLICATE', id: duplicate!.id });
+  t.notOk(JSON.stringify(h.lines).includes('iptables'), 'no report content in the logs');
+});
+
+t.test('a third node joining a duplicate group is the same finding', async (t) => {
+  const h = harness();
+  for (const name of ['a', 'b', 'c']) h.ingest(buildReport({ name, machineId: SHARED }));
+  t.equal(h.transitions.length, 1);
+  t.same(h.store.listFindings()[0]!.nodes, ['a', 'b', 'c']);
+  h.ingest(buildReport({ name: 'c' }));
+  t.equal(h.transitions.length, 1, 'still two nodes share it');
+});
+
+t.test('a report replaces the previous one: what it no longer says is resolved', async (t) => {
+  const h = harness();
+  h.ingest(buildReport({ name: 'a', calico: 'insert' }));
+  t.same(h.seen(), ['raised CALICO_INSERT_MODE a']);
+  const since = h.store.listFindings()[0]!.since;
+  h.advance(1);
+  h.ingest(buildReport({ name: 'a', calico: 'insert' }, { agent: { version: '0.2.0' } })); // new facts, same problem
+  t.equal(h.store.listFindings()[0]!.since, since, 'since survives a replacement');
+  h.ingest(buildReport({ name: 'a' }));
+  t.same(h.seen(), ['raised CALICO_INSERT_MODE a', 'resolved CALICO_INSERT_MODE a']);
+});
+
+t.test('nodes disagreeing on the mode: CALICO_MODE_MIXED, per cluster', async (t) => {
+  const h = harness();
+  h.ingest(buildReport({ name: 'a', cluster: 'one' }));
+  h.ingest(buildReport({ name: 'b', cluster: 'one' }));
+  h.ingest(buildReport({ name: 'c', cluster: 'two', calico: 'insert' }));
+  t.same(h.seen(), ['raised CALICO_INSERT_MODE c'], 'different clusters do not mix');
+  h.ingest(buildReport({ name: 'd', cluster: 'one', calico: 'insert' }));
+  t.same(h.seen().slice(1).sort(), ['raised CALICO_INSERT_MODE d', 'raised CALICO_MODE_MIXED d']);
+  const mixed = h.store.listFindings({ code: 'CALICO_MODE_MIXED' })[0]!;
+  t.match(mixed.evidence, { cluster: 'one', counts: { insert: 1, append: 2 }, minority: 'insert' });
+  t.ok(h.store.listFindings({ node: 'a' }).some((f) => f.code === 'CALICO_MODE_MIXED'), 'every voting node of the cluster is concerned');
+  h.ingest(buildReport({ name: 'd', cluster: 'one' }));
+  t.same(h.seen().slice(3).sort(), ['resolved CALICO_INSERT_MODE d', 'resolved CALICO_MODE_MIXED d']);
+});
+
+t.test('a silent node goes stale, leaves the live indexes, comes back, and is dropped later', async (t) => {
+  const h = harness(10, 100);
+  h.ingest(buildReport({ name: 'a', machineId: SHARED }));
+  h.ingest(buildReport({ name: 'b', machineId: SHARED }));
+  h.advance(5);
+  h.ingest(buildReport({ name: 'b', machineId: SHARED }));
+  h.advance(5.5); // a: 10.5 s silent, b: 5.5 s
+  t.same(h.seen(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved MACHINE_ID_DUPLICATE a,b', 'raised NODE_STALE a'], 'a stale node duplicates nobody');
+  t.same(h.store.listNodes().map((n) => [n.name, n.stale]), [['a', true], ['b', false]]);
+  t.equal(h.store.staleNodeCount, 1);
+  h.advance(1);
+  t.equal(h.transitions.length, 3, 'stale is raised once');
+
+  h.ingest(buildReport({ name: 'a', machineId: SHARED }));
+  t.same(h.seen().slice(3).sort(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved NODE_STALE a']);
+  t.equal(h.store.staleNodeCount, 0);
+
+  h.ingest(buildReport({ name: 'a' }));
+  h.advance(15);
+  t.same(h.seen().slice(5).sort(), ['raised NODE_STALE a', 'raised NODE_STALE b', 'resolved MACHINE_ID_DUPLICATE a,b']);
+  h.advance(200);
+  const tail = h.transitions.slice(8).map((x) => `${x.kind} ${x.finding.code} ${x.finding.nodes.join(',')}${x.reason ? ` (${x.reason})` : ''}`);
+  t.same(tail.sort(), ['resolved NODE_STALE a (node dropped)', 'resolved NODE_STALE b (node dropped)']);
+  t.equal(h.store.knownNodes, 0, 'both dropped');
+  t.same(h.store.listFindings(), []);
+});
+
+t.test('a heartbeat (same facts, new collectedAt) only refreshes the node', async (t) => {
+  const h = harness();
+  h.ingest(buildReport({ name: 'a', calico: 'insert' }));
+  h.advance(8);
+  h.ingest(buildReport({ name: 'a', calico: 'insert' }, { collectedAt: '2025-01-01T00:00:08.000Z' }));
+  h.advance(8);
+  t.equal(h.transitions.length, 1, 'not stale: the heartbeat counted');
+  const node = h.store.getNode('a')!;
+  t.equal(node.report.collectedAt, '2025-01-01T00:00:08.000Z');
+  t.equal(node.lastSeen, '2025-01-01T00:00:08.000Z');
+  t.equal(node.activeFindings.length, 1);
+});
+
+t.test('getNode returns the report as received; listFindings filters', async (t) => {
+  const h = harness();
+  const report = buildReport({ name: 'a', calico: 'insert' }, { illumio: { hostDataDir: false, serverVen: true } });
+  h.ingest(report);
+  h.ingest(buildReport({ name: 'b', calico: 'none' }));
+  t.same(h.store.getNode('a')!.report, report);
+  t.equal(h.store.getNode('nope'), undefined);
+  t.same(h.store.listFindings().map((f) => f.code), ['ILLUMIO_SERVER_VEN', 'CALICO_INSERT_MODE'], 'most severe first');
+  t.same(h.store.listFindings({ severity: 'critical' }).map((f) => f.code), ['ILLUMIO_SERVER_VEN']);
+  t.same(h.store.listFindings({ code: 'CALICO_INSERT_MODE' }).map((f) => f.nodes), [['a']]);
+  t.same(h.store.listFindings({ node: 'b' }), []);
+  t.same(h.store.listFindings({ node: 'unknown' }), []);
+  t.same(h.store.listNodes().map((n) => [n.name, n.findings, n.calicoMode]), [['a', 2, 'insert'], ['b', 0, undefined]]);
+});
