@@ -40,55 +40,82 @@ for (const prefix of [...CHAIN_FAMILIES].sort((a, b) => b.length - a.length)) {
 }
 
 export function chainFamily(name: string): string | undefined {
-  const candidates = FAMILIES_BY_INITIAL.get(name.charCodeAt(0));
-  if (candidates) for (const prefix of candidates) if (name.startsWith(prefix)) return prefix;
+  return familyAt(name, 0, name.length);
+}
+
+/** The family of the chain name text[from, to), read in place. */
+function familyAt(text: string, from: number, to: number): string | undefined {
+  const candidates = FAMILIES_BY_INITIAL.get(text.charCodeAt(from));
+  if (candidates) for (const prefix of candidates) if (prefix.length < to - from && text.startsWith(prefix, from)) return prefix;
   return undefined;
 }
 
-interface ChainState {
+// A built-in chain, or one of the few user chains outside the families: kept by name.
+interface NamedChain {
   name: string;
   builtin: boolean;
   policy: string;
   rules: Rule[]; // filled for built-in chains only
 }
 
+// The chains of a table in declaration order, as parallel arrays. The thousands of family
+// members (KUBE-SEP-...) are only counted, so they keep no name: their length and a signature
+// (first and last three characters, where kube-proxy's and Calico's hashed names differ) are
+// enough to follow their rules, which are only counted too. Nothing per family chain is a
+// string or an object, so a 75,000-line ruleset leaves the garbage collector little to do.
 interface TableState {
   name: string;
-  chains: ChainState[]; // in declaration order
+  lengths: number[];
+  signatures: number[];
+  named: (NamedChain | undefined)[];
   cursor: number; // the chain whose rules came last
-  byName?: Map<string, ChainState>; // built only for input that is not in iptables-save order
+  index?: Map<string, number>; // built only for input that is not in iptables-save order
+  builtins: NamedChain[];
+  families: Record<string, number>;
+  names: string[];
+  namesOmitted: number;
   problem?: string;
+}
+
+function newTable(name: string): TableState {
+  return { name, lengths: [], signatures: [], named: [], cursor: 0, builtins: [], families: {}, names: [], namesOmitted: 0 };
+}
+
+/** First character and last three of text[at, at + length); length is at least 3. */
+function signatureAt(text: string, at: number, length: number): number {
+  const end = at + length;
+  return ((text.charCodeAt(at) & 127) << 21) | ((text.charCodeAt(end - 1) & 127) << 14) | ((text.charCodeAt(end - 2) & 127) << 7) | (text.charCodeAt(end - 3) & 127);
+}
+
+/** Whether the rule's chain name at text[at] is the table's chain number i. */
+function chainAt(table: TableState, i: number, text: string, at: number, lineEnd: number): boolean {
+  const named = table.named[i];
+  if (named) return nameAt(text, at, named.name, lineEnd);
+  const length = table.lengths[i]!;
+  const after = at + length;
+  return (after === lineEnd || (after < lineEnd && text.charCodeAt(after) === 32)) && signatureAt(text, at, length) === table.signatures[i];
 }
 
 // iptables-save declares the chains of a table, then prints their rules chain by chain in the
 // order it declared them. Following that order with a cursor finds each rule's chain by comparing
-// names in place, with no string slicing or hashing on the 75,000 lines of a busy node; a file
-// written in another order (by hand, say) falls back to a Map.
-function findChain(table: TableState, text: string, at: number, lineEnd: number): ChainState | undefined {
-  const { chains } = table;
-  for (let i = table.cursor; i < chains.length; i++) {
-    const name = chains[i]!.name;
-    if (nameAt(text, at, name, lineEnd)) {
+// in place, with no string slicing or hashing on the 75,000 lines of a busy node; a file written
+// in another order (by hand, say) falls back to a Map. Returns the chain's number, or -1.
+function findChain(table: TableState, text: string, at: number, lineEnd: number): number {
+  const count = table.lengths.length;
+  for (let i = table.cursor; i < count; i++) {
+    if (chainAt(table, i, text, at, lineEnd)) {
       table.cursor = i;
-      return chains[i];
+      return i;
     }
   }
   let nameEnd = text.indexOf(' ', at);
   if (nameEnd === -1 || nameEnd > lineEnd) nameEnd = lineEnd;
-  table.byName ??= new Map(chains.map((c) => [c.name, c]));
-  return table.byName.get(text.slice(at, nameEnd));
-}
-
-function sameUserChain(text: string, at: number, name: string, lineEnd: number): boolean {
-  const n = name.length;
-  const after = at + n;
-  return (
-    (after === lineEnd || text.charCodeAt(after) === 32) &&
-    text.charCodeAt(after - 1) === name.charCodeAt(n - 1) &&
-    text.charCodeAt(after - 2) === name.charCodeAt(n - 2) &&
-    text.charCodeAt(after - 3) === name.charCodeAt(n - 3) &&
-    text.charCodeAt(at) === name.charCodeAt(0)
-  );
+  if (!table.index) {
+    table.index = new Map();
+    for (let i = 0; i < count; i++) table.index.set(table.named[i]?.name ?? `${table.lengths[i]}/${table.signatures[i]}`, i);
+  }
+  const length = nameEnd - at;
+  return table.index.get(text.slice(at, nameEnd)) ?? (length >= 3 ? table.index.get(`${length}/${signatureAt(text, at, length)}`) : undefined) ?? -1;
 }
 
 /** Whether the chain name at text[at] is `name`. Compared from the end: hashed names differ there. */
@@ -196,29 +223,25 @@ export class IptablesSaveParser {
           continue;
         }
         this.ruleCount++;
-        const chain = current.chains[current.cursor];
-        // Built-in chains are compared name for name. For the thousands of user-chain rules,
-        // whose names matter only as counts, the same length and the same last characters (where
-        // kube-proxy's and Calico's hashed names differ) mean the same chain as the line before.
-        const sameChain =
-          chain !== undefined && (chain.builtin ? nameAt(text, lineStart + 3, chain.name, lineEnd) : sameUserChain(text, lineStart + 3, chain.name, lineEnd));
-        const found = sameChain ? chain : findChain(current, text, lineStart + 3, lineEnd);
-        if (!found) {
-          const nameEnd = text.indexOf(' ', lineStart + 3);
-          const chainName = text.slice(lineStart + 3, nameEnd === -1 || nameEnd > lineEnd ? lineEnd : nameEnd);
+        const at = lineStart + 3;
+        const i = current.cursor < current.lengths.length && chainAt(current, current.cursor, text, at, lineEnd) ? current.cursor : findChain(current, text, at, lineEnd);
+        if (i < 0) {
+          const nameEnd = text.indexOf(' ', at);
+          const chainName = text.slice(at, nameEnd === -1 || nameEnd > lineEnd ? lineEnd : nameEnd);
           current.problem ??= `line ${lineNo}: rule for chain "${clip(chainName)}", which the table does not declare`;
           continue;
         }
-        if (!found.builtin) {
+        const chain = current.named[i];
+        if (!chain?.builtin) {
           if (!whole) current.problem ??= `line ${lineNo}: the text ends in the middle of a rule`;
           continue;
         }
-        const rule = parseRule(text, lineStart + 3 + found.name.length, lineEnd);
+        const rule = parseRule(text, at + chain.name.length, lineEnd);
         if (!rule || !whole) {
-          current.problem ??= `line ${lineNo}: rule in ${found.name} is cut short`;
+          current.problem ??= `line ${lineNo}: rule in ${chain.name} is cut short`;
           continue;
         }
-        found.rules.push(rule);
+        chain.rules.push(rule);
         continue;
       }
 
@@ -227,14 +250,9 @@ export class IptablesSaveParser {
           this.stray(lineNo);
           continue;
         }
-        const decl = parseChainDeclaration(text, lineStart + 1, lineEnd);
-        if (!decl || !whole) {
+        if (!whole || !declareChain(current, text, lineStart + 1, lineEnd)) {
           current.problem ??= `line ${lineNo}: chain declaration is cut short or malformed`;
-          continue;
         }
-        const builtin = decl.policy !== '-';
-        current.chains.push({ name: decl.name, builtin, policy: decl.policy, rules: builtin ? [] : NO_RULES });
-        current.byName = undefined;
         continue;
       }
 
@@ -243,7 +261,7 @@ export class IptablesSaveParser {
         this.current = current;
         this.close(`no COMMIT before the next table (line ${lineNo})`);
         const name = text.slice(lineStart + 1, lineEnd);
-        current = this.current = { name: clip(name, 32), chains: [], cursor: 0 };
+        current = this.current = newTable(clip(name, 32));
         if (!/^[a-z]{1,31}$/.test(name)) current.problem = `line ${lineNo}: "${clip(name)}" is not a table name`;
         continue;
       }
@@ -306,23 +324,10 @@ export class IptablesSaveParser {
 const NO_RULES: Rule[] = [];
 
 function finishTable(state: TableState): IptablesTable {
-  const builtinChains: BuiltinChain[] = [];
-  const families: Record<string, number> = {};
-  const names: string[] = [];
-  let namesOmitted = 0;
-  for (const chain of state.chains) {
-    if (chain.builtin) {
-      if (builtinChains.length < 5) {
-        builtinChains.push(keepHeadAndTail({ name: clip(chain.name, LIMITS.chainName), policy: chain.policy, ruleCount: chain.rules.length, rules: chain.rules }, LIMITS.rulesPerChain));
-      }
-      continue;
-    }
-    const name = chain.name;
-    const family = chainFamily(name);
-    if (family) families[family] = (families[family] ?? 0) + 1;
-    else if (names.length < NAMES_PER_TABLE) names.push(clip(name, LIMITS.chainName));
-    else namesOmitted++;
-  }
+  const builtinChains = state.builtins
+    .slice(0, 5)
+    .map((chain) => keepHeadAndTail({ name: clip(chain.name, LIMITS.chainName), policy: chain.policy, ruleCount: chain.rules.length, rules: chain.rules }, LIMITS.rulesPerChain));
+  const { families, names, namesOmitted } = state;
   const table: IptablesTable = {
     name: state.name,
     complete: state.problem === undefined,
@@ -346,23 +351,37 @@ export function keepHeadAndTail(chain: BuiltinChain, max: number): BuiltinChain 
 }
 
 /**
- * ":NAME POLICY [packets:bytes]". The counters are optional (hand-written files leave them out).
- * User chains ("-" policy) take a fast path: they are most of the declarations on a busy node.
+ * Declares the chain of ":NAME POLICY [packets:bytes]" (the counters are optional: hand-written
+ * files leave them out). Returns false when the line is malformed. User chains ("-" policy) in a
+ * family take the fast path: they are most of the declarations on a busy node.
  */
-function parseChainDeclaration(text: string, from: number, to: number): { name: string; policy: string } | undefined {
+function declareChain(table: TableState, text: string, from: number, to: number): boolean {
   const space = text.indexOf(' ', from);
-  if (space === -1 || space >= to || space === from || space - from > 64) return undefined;
-  // A copy, not a slice: a slice would keep the whole chunk it came from alive for as long as the
-  // parser keeps the name, which is all of a 7.5 MB ruleset.
-  const name = detach(text.slice(from, space));
+  if (space === -1 || space >= to || space === from || space - from > 64) return false;
   const afterPolicy = text.indexOf(' ', space + 1);
   const policyEnd = afterPolicy === -1 || afterPolicy > to ? to : afterPolicy;
-  // "-" (a user chain) without slicing: most declarations on a busy node are user chains.
-  const policy = policyEnd === space + 2 && text.charCodeAt(space + 1) === 45 ? '-' : text.slice(space + 1, policyEnd);
-  if (policy !== '-' && !/^[A-Z]{1,16}$/.test(policy)) return undefined;
+  const userChain = policyEnd === space + 2 && text.charCodeAt(space + 1) === 45; /* "-" */
+  if (!userChain && !/^[A-Z]{1,16}$/.test(text.slice(space + 1, policyEnd))) return false;
   // Counters, "[packets:bytes]", when present.
-  if (policyEnd < to && (text.charCodeAt(policyEnd + 1) !== 91 || text.charCodeAt(to - 1) !== 93 || to - policyEnd < 5)) return undefined;
-  return { name, policy };
+  if (policyEnd < to && (text.charCodeAt(policyEnd + 1) !== 91 || text.charCodeAt(to - 1) !== 93 || to - policyEnd < 5)) return false;
+  const length = space - from;
+  table.lengths.push(length);
+  table.signatures.push(length >= 3 ? signatureAt(text, from, length) : -1);
+  table.index = undefined;
+  const family = userChain ? familyAt(text, from, space) : undefined;
+  if (family) {
+    table.families[family] = (table.families[family] ?? 0) + 1;
+    table.named.push(undefined);
+    return true;
+  }
+  // A copy, not a slice: a slice would keep the whole chunk it came from alive.
+  const name = detach(text.slice(from, space));
+  const chain: NamedChain = { name, builtin: !userChain, policy: userChain ? '-' : text.slice(space + 1, policyEnd), rules: userChain ? NO_RULES : [] };
+  table.named.push(chain);
+  if (chain.builtin) table.builtins.push(chain);
+  else if (table.names.length < NAMES_PER_TABLE) table.names.push(clip(name, LIMITS.chainName));
+  else table.namesOmitted++;
+  return true;
 }
 
 /**

@@ -2,7 +2,7 @@
 //
 // Every string and array is bounded, and the few totals that multiply (rules across all chains,
 // user-chain names across all tables) are bounded as totals, so that no report that passes this
-// schema can exceed MAX_REPORT_BYTES once serialised. test/unit/protocol.test.ts builds the
+// schema can exceed MAX_REPORT_BYTES once serialised. test/agent/protocol.test.ts builds the
 // largest report the schema admits and checks that figure.
 import { z } from 'zod';
 import { LIMITS, SCHEMA_VERSION } from './limits.js';

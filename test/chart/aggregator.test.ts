@@ -75,7 +75,7 @@ t.test('OpenShift: the aggregator leaves uid and gid to restricted-v2', async (t
   t.equal(plain.securityContext.runAsUser, 1000, 'uid 1000 (the image\'s node user) elsewhere');
 });
 
-// No model for ServiceMonitor is installed, so its structure is checked here.
+// render.test.ts validates it against the CRD schema; this checks what it points at.
 t.test('ServiceMonitor scrapes the aggregator Service\'s port', async (t) => {
   t.notOk(render().some((o) => o.kind === 'ServiceMonitor'), 'off by default');
   const objects = render({ valuesFiles: ['ci/openshift-values.yaml'] });
