@@ -41,7 +41,7 @@ t.test('nothing at all to collect: a report that says so, and exit 1', async (t)
 
 t.test('real collection in network namespaces', async (t) => {
   const why = netnsUnavailable();
-  if (why) return t.skip(why);
+  if (why) return t.plan(0, why);
 
   t.test('nft backend, IPv4 and IPv6: the order iptables-restore loaded', async (t) => {
     const ns = createNetns();
@@ -56,7 +56,7 @@ t.test('real collection in network namespaces', async (t) => {
     for (const [family, d] of [['ipv4', v4], ['ipv6', v6]] as const) {
       const set = report!.iptables.find((s) => s.family === family && s.backend === 'nft' && s.source === 'host');
       t.equal(set?.verdict, 'ok', `${family}: verdict`);
-      const seen = new Map(set!.tables.flatMap((tb) => tb.builtinChains.map((c) => [`${tb.name}/${c.name}`, c.rules.map((r) => r.target)] as const)));
+      const seen = new Map<string, string[]>(set!.tables.flatMap((tb) => tb.builtinChains.map((c) => [`${tb.name}/${c.name}`, c.rules.map((r) => r.target)] as const)));
       for (const [chain, targets] of builtinTargetsOf(d.rules)) t.same(seen.get(chain), targets, `${family} ${chain}`);
     }
     t.same(report!.nftTables.filter((x) => x.family === 'ip').map((x) => x.name).sort(), ['filter', 'mangle', 'nat', 'raw']);

@@ -6,7 +6,7 @@ import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { backoffDelay, createSender, parseRetryAfter } from '../../agent/sender.js';
 import type { NodeReport } from '../../protocol/report.js';
 
@@ -16,7 +16,7 @@ const fast = { backoffBaseMs: 5, backoffMaxMs: 20, attemptTimeoutMs: 2_000 };
 type Reply = { status: number; headers?: Record<string, string>; body?: string };
 interface Seen { auth?: string; body: string }
 
-async function server(t: Tap, replies: Reply[], make: (h: http.RequestListener) => http.Server = (h) => http.createServer(h)) {
+async function server(t: Test, replies: Reply[], make: (h: http.RequestListener) => http.Server = (h) => http.createServer(h)) {
   const seen: Seen[] = [];
   const srv = make((req, res) => {
     let body = '';
@@ -32,7 +32,6 @@ async function server(t: Tap, replies: Reply[], make: (h: http.RequestListener) 
   t.teardown(() => new Promise<void>((resolve) => srv.close(() => resolve())));
   return { port: (srv.address() as AddressInfo).port, seen };
 }
-type Tap = Parameters<Parameters<typeof t.test>[1]>[0];
 
 t.test('retries 503 and 429, then delivers; the body is the report', async (t) => {
   const { port, seen } = await server(t, [{ status: 503 }, { status: 429, headers: { 'retry-after': '0' } }, { status: 202 }]);

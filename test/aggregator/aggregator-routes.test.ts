@@ -8,7 +8,7 @@ import { LIMITS, MAX_REPORT_BYTES } from '../../protocol/report.js';
 import { buildReport } from '../support/reports.js';
 
 const TOKEN = 's3cret-token-value';
-const config = { ttlSeconds: 60, dropAfterSeconds: 3600, logLevel: 'debug', illumioChainPatterns: 'illumio*' };
+const config = { ttlSeconds: 60, dropAfterSeconds: 3600, logLevel: 'debug' as const, illumioChainPatterns: 'illumio*' };
 
 async function setup(t: { teardown: (fn: () => unknown) => void }, options: { token?: string; level?: string } = {}) {
   const lines: string[] = [];
