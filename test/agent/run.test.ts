@@ -5,7 +5,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { NodeReport } from '../../protocol/report.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
 
@@ -28,7 +28,7 @@ function agent(args: string[], timeoutMs = 30_000): Promise<{ status: number | n
   });
 }
 
-async function aggregator(t: Parameters<Parameters<typeof t.test>[1]>[0], status = 202) {
+async function aggregator(t: Test, status = 202) {
   const received: { auth?: string; report: NodeReport }[] = [];
   const server = http.createServer((req, res) => {
     let body = '';
