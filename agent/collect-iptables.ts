@@ -82,9 +82,3 @@ export function rulesetFromFile(file: string, family: Family, backend: Backend):
   }
   return { family, backend, source: 'dump', ...parser.end() };
 }
-
-export function rulesetFromText(text: string, family: Family, backend: Backend, source: 'host' | 'dump'): IptablesRuleset {
-  const parser = new IptablesSaveParser();
-  parser.push(text);
-  return { family, backend, source, ...parser.end() };
-}

@@ -28,7 +28,7 @@ export const CHAIN_FAMILIES = [
   'CNI-DN-', 'CNI-HOSTPORT-', 'CNI-',
 ] as const;
 
-export const NAMES_PER_TABLE = 32;
+const NAMES_PER_TABLE = 32;
 const MAX_TABLES = LIMITS.tablesPerEntry;
 
 // Families by first character, longest prefix first, so a name is tried against a few prefixes.
@@ -37,10 +37,6 @@ for (const prefix of [...CHAIN_FAMILIES].sort((a, b) => b.length - a.length)) {
   const list = FAMILIES_BY_INITIAL.get(prefix.charCodeAt(0)) ?? [];
   list.push(prefix);
   FAMILIES_BY_INITIAL.set(prefix.charCodeAt(0), list);
-}
-
-export function chainFamily(name: string): string | undefined {
-  return familyAt(name, 0, name.length);
 }
 
 /** The family of the chain name text[from, to), read in place. */

@@ -2,12 +2,12 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { HeadWatch, headOwners } from '../../agent/head-watch.js';
-import { rulesetFromText } from '../../agent/collect-iptables.js';
+import { parseIptablesSave } from '../../agent/iptables-save.js';
 import { factsOf } from '../../agent/run.js';
-import type { NodeReport } from '../../protocol/report.js';
+import type { IptablesRuleset, NodeReport } from '../../protocol/report.js';
 import { IPTABLES_FIXTURES } from '../support/fixtures.js';
 
-const ruleset = (file: string) => rulesetFromText(readFileSync(path.join(IPTABLES_FIXTURES, file), 'utf8'), 'ipv4', 'nft', 'host');
+const ruleset = (file: string): IptablesRuleset => ({ family: 'ipv4', backend: 'nft', source: 'host', ...parseIptablesSave(readFileSync(path.join(IPTABLES_FIXTURES, file), 'utf8')) });
 const reportOf = (file: string) => ({ iptables: [ruleset(file)] }) as NodeReport;
 
 t.test('head owners: only chains Calico hooks', async (t) => {
