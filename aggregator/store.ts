@@ -7,7 +7,7 @@ import type { NodeDetail, NodeSummary, FindingQuery } from '../protocol/api.js';
 import type { Finding } from '../protocol/findings.js';
 import type { NodeReport } from '../protocol/report.js';
 import { calicoModeMixedFinding, nodeStaleFinding } from './detect/cluster.js';
-import type { FindingDraft } from './detect/finding.js';
+import { nodeKey, type FindingDraft } from './detect/finding.js';
 import { duplicateMachineIdFinding } from './detect/machine-id.js';
 import { analyzeNode, type DetectOptions } from './detect/node.js';
 
@@ -126,7 +126,7 @@ export class NodeStore {
   ingest(report: NodeReport, rawJson: string): Finding[] {
     const now = this.now();
     const since = new Date(now).toISOString();
-    const name = report.node.name;
+    const name = nodeKey(report);
     const cluster = report.node.cluster ?? '';
     const fingerprint = reportFingerprint(rawJson, report.collectedAt);
 

@@ -1,9 +1,9 @@
 // What the agent could not collect: each failed source is one finding, so a fix shows as resolved.
 import type { NodeReport } from '../../protocol/report.js';
-import { makeFinding, type FindingDraft } from './finding.js';
+import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 
 export function detectCollectionErrors(report: NodeReport): FindingDraft[] {
-  const node = report.node.name;
+  const node = nodeKey(report);
   const bySource = new Map<string, string[]>();
   for (const error of report.errors) {
     const messages = bySource.get(error.source) ?? [];

@@ -1,7 +1,7 @@
 // The iptables backends and what could not be read (design.md section 6; kubernetes-sigs/
 // iptables-wrappers; felix/environment/feature_detect_linux.go).
 import type { IptablesRuleset, NodeReport } from '../../protocol/report.js';
-import { makeFinding, type FindingDraft } from './finding.js';
+import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 
 // The kubelet creates these chains in the backend it uses; iptables-wrappers relies on them.
 const KUBERNETES_BACKEND_MARKERS = ['KUBE-IPTABLES-HINT', 'KUBE-KUBELET-CANARY'];
@@ -11,7 +11,7 @@ function hasKubernetesMarker(set: IptablesRuleset): boolean {
 }
 
 export function detectMixedBackends(report: NodeReport): FindingDraft[] {
-  const node = report.node.name;
+  const node = nodeKey(report);
   const findings: FindingDraft[] = [];
   for (const family of ['ipv4', 'ipv6'] as const) {
     const legacy = report.iptables.filter((s) => s.family === family && s.backend === 'legacy' && s.ruleCount > 0);
@@ -42,7 +42,7 @@ export function detectMixedBackends(report: NodeReport): FindingDraft[] {
 }
 
 export function detectIncompleteTables(report: NodeReport): FindingDraft[] {
-  const node = report.node.name;
+  const node = nodeKey(report);
   const findings: FindingDraft[] = [];
   const remediation = (family: string) =>
     `Calico's mode for this table is undetermined until it can be read whole. Run \`${family === 'ipv6' ? 'ip6tables' : 'iptables'}-save\` on the node: ` +

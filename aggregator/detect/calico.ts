@@ -1,7 +1,7 @@
 // Calico's position in the built-in chains (design.md section 6; projectcalico/calico
 // felix/dataplane/linux/int_dataplane.go, felix/iptables/table.go, felix/rules/rule_defs.go).
 import { rulePositions, type BuiltinChain, type Family, type Backend, type HeadChange, type IptablesTable, type NodeReport, type Rule } from '../../protocol/report.js';
-import { makeFinding, type FindingDraft } from './finding.js';
+import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 import type { ChainMatcher, IllumioPresence } from './illumio.js';
 
 // Felix appends these whatever ChainInsertMode says: the accept and mark rules at the end of
@@ -158,7 +158,7 @@ export function fightingChains(changes: readonly HeadChange[]): Set<string> {
 }
 
 export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIllumioChain: ChainMatcher): CalicoAnalysis {
-  const node = report.node.name;
+  const node = nodeKey(report);
   const all = calicoPositions(report);
   const headChanges = report.headChanges ?? [];
   const fights = fightingChains(headChanges);

@@ -1,8 +1,19 @@
 // What every detector returns: a finding without its `since`, which only the store knows.
 import { createHash } from 'node:crypto';
 import { FINDING_SEVERITY, type Finding, type FindingCode } from '../../protocol/findings.js';
+import type { NodeReport } from '../../protocol/report.js';
 
 export type FindingDraft = Omit<Finding, 'since'>;
+
+/**
+ * The name a node goes by in the aggregator: its name, or "<cluster>/<name>" when its agent
+ * says which cluster it is in. Agents of several clusters can report to one aggregator
+ * (charts/nodeprep, aggregator.enabled=false), and node names such as worker-1 repeat between
+ * clusters: without the cluster one node's report would replace another's.
+ */
+export function nodeKey(report: Pick<NodeReport, 'node'>): string {
+  return report.node.cluster ? `${report.node.cluster}/${report.node.name}` : report.node.name;
+}
 
 /**
  * A stable id for "this problem": the code and the subject it is about (a machine ID, a node, a

@@ -2,7 +2,7 @@
 // (/opt/illumio_ven_data), a server VEN, or chains whose names match ILLUMIO_CHAIN_PATTERNS.
 // The chain names the VEN writes are not public, so they are configuration, not code.
 import type { NodeReport } from '../../protocol/report.js';
-import { makeFinding, type FindingDraft } from './finding.js';
+import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 
 export type ChainMatcher = (chain: string) => boolean;
 
@@ -45,7 +45,7 @@ export function illumioPresence(report: NodeReport, isIllumioChain: ChainMatcher
 
 export function detectServerVen(report: NodeReport): FindingDraft[] {
   if (!report.illumio.serverVen) return [];
-  const node = report.node.name;
+  const node = nodeKey(report);
   return [
     makeFinding('ILLUMIO_SERVER_VEN', [node], {
       nodes: [node],

@@ -1,6 +1,6 @@
 // Machine-ID checks (design.md section 6; systemd machine-id(5); google/cadvisor machine/info.go).
 import type { NodeReport } from '../../protocol/report.js';
-import { makeFinding, type FindingDraft } from './finding.js';
+import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 
 /** The node's /etc/machine-id when the agent found it valid; kubelet reports this one. */
 export function validMachineId(report: NodeReport): string | undefined {
@@ -24,7 +24,7 @@ const STATUS_TEXT: Record<string, string> = {
 };
 
 export function detectMachineIdProblems(report: NodeReport): FindingDraft[] {
-  const node = report.node.name;
+  const node = nodeKey(report);
   const { etc, dbus } = report.machineId;
   const findings: FindingDraft[] = [];
   if (etc.status !== 'ok') {

@@ -3,6 +3,7 @@ import type { FastifyPluginAsync } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, ReportAccepted } from '../../protocol/api.js';
 import { SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
+import { nodeKey } from '../detect/finding.js';
 import { HttpError, REPORTS_URL } from '../errors.js';
 import { reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
 import type { TokenCheck } from '../auth.js';
@@ -60,7 +61,7 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
       metrics.reportsReceived.inc();
       // Up to the answer being ready; writing it to the socket is not ingest.
       metrics.ingestSeconds.observe(reply.elapsedTime / 1000);
-      return reply.code(202).send({ node: report.node.name, findings });
+      return reply.code(202).send({ node: nodeKey(report), findings });
     },
   );
 };

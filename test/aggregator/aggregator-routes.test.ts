@@ -163,6 +163,22 @@ t.test('GET routes', async (t) => {
   }
 });
 
+t.test('several clusters, one aggregator: the same node name in two clusters is two nodes', async (t) => {
+  const { app, post } = await setup(t);
+  const machineId = '0123456789abcdef0123456789abcdef';
+  t.equal((await post(buildReport({ name: 'worker-1', cluster: 'eu', machineId, calico: 'insert' }))).statusCode, 202);
+  const second = await post(buildReport({ name: 'worker-1', cluster: 'us', machineId, calico: 'append' }));
+  t.equal(second.json().node, 'us/worker-1');
+  t.same((await app.inject('/v1/nodes')).json().nodes.map((n: { name: string }) => n.name).sort(), ['eu/worker-1', 'us/worker-1']);
+  const one = await app.inject('/v1/nodes/eu%2Fworker-1');
+  t.equal(one.statusCode, 200);
+  t.equal(one.json().report.node.cluster, 'eu');
+  const findings = (await app.inject('/v1/findings')).json().findings as { code: string; nodes: string[] }[];
+  t.same(findings.find((f) => f.code === 'MACHINE_ID_DUPLICATE')?.nodes.sort(), ['eu/worker-1', 'us/worker-1'], 'a cloned image across clusters is still a duplicate');
+  t.same(findings.find((f) => f.code === 'CALICO_INSERT_MODE')?.nodes, ['eu/worker-1']);
+  t.notOk(findings.some((f) => f.code === 'CALICO_MODE_MIXED'), 'modes are compared within a cluster');
+});
+
 t.test('GET /openapi.json describes every route from the route schemas', async (t) => {
   const { app } = await setup(t);
   const doc = (await app.inject('/openapi.json')).json();

@@ -100,14 +100,14 @@ t.test('nodes disagreeing on the mode: CALICO_MODE_MIXED, per cluster', async (t
   h.ingest(buildReport({ name: 'a', cluster: 'one' }));
   h.ingest(buildReport({ name: 'b', cluster: 'one' }));
   h.ingest(buildReport({ name: 'c', cluster: 'two', calico: 'insert' }));
-  t.same(h.seen(), ['raised CALICO_INSERT_MODE c'], 'different clusters do not mix');
+  t.same(h.seen(), ['raised CALICO_INSERT_MODE two/c'], 'different clusters do not mix; nodes are named <cluster>/<node>');
   h.ingest(buildReport({ name: 'd', cluster: 'one', calico: 'insert' }));
-  t.same(h.seen().slice(1).sort(), ['raised CALICO_INSERT_MODE d', 'raised CALICO_MODE_MIXED d']);
+  t.same(h.seen().slice(1).sort(), ['raised CALICO_INSERT_MODE one/d', 'raised CALICO_MODE_MIXED one/d']);
   const mixed = h.store.listFindings({ code: 'CALICO_MODE_MIXED' })[0]!;
   t.match(mixed.evidence, { cluster: 'one', counts: { insert: 1, append: 2 }, minority: 'insert' });
-  t.ok(h.store.listFindings({ node: 'a' }).some((f) => f.code === 'CALICO_MODE_MIXED'), 'every voting node of the cluster is concerned');
+  t.ok(h.store.listFindings({ node: 'one/a' }).some((f) => f.code === 'CALICO_MODE_MIXED'), 'every voting node of the cluster is concerned');
   h.ingest(buildReport({ name: 'd', cluster: 'one' }));
-  t.same(h.seen().slice(3).sort(), ['resolved CALICO_INSERT_MODE d', 'resolved CALICO_MODE_MIXED d']);
+  t.same(h.seen().slice(3).sort(), ['resolved CALICO_INSERT_MODE one/d', 'resolved CALICO_MODE_MIXED one/d']);
 });
 
 t.test('a silent node goes stale, leaves the live indexes, comes back, and is dropped later', async (t) => {
