@@ -34,6 +34,9 @@ export interface CollectOptions {
   procNet?: string;
 }
 
+// A dump says nothing about nftables, and the agent then runs no command at all.
+const NO_NFT_TABLES: Timed<{ tables: NftTable[]; errors: CollectionError[] }> = { value: { tables: [], errors: [] } };
+
 export async function collectReport(opts: CollectOptions): Promise<{ report: NodeReport; collectedAnything: boolean }> {
   const errors: CollectionError[] = [];
   const fromDumps = opts.dumps !== undefined && opts.dumps.length > 0;
@@ -43,7 +46,7 @@ export async function collectReport(opts: CollectOptions): Promise<{ report: Nod
     timed('dbus-machine-id', readMachineIdFile(opts.hostRoot, MACHINE_ID_FILES.dbus)),
     timed('illumio', collectIllumioMarkers(opts.hostRoot)),
     fromDumps ? readDumps(opts.dumps!) : timed('iptables', collectHostIptables(opts.procNet)),
-    fromDumps ? ({ value: { tables: [] as NftTable[], errors: [] as CollectionError[] } } as Timed<{ tables: NftTable[]; errors: CollectionError[] }>) : timed('nft', collectNftTables()),
+    fromDumps ? NO_NFT_TABLES : timed('nft', collectNftTables()),
   ]);
 
   const machineId = (source: string, r: typeof etc): MachineIdFile => {
