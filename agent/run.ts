@@ -3,12 +3,13 @@
 // sent as soon as the aggregator answers again. One log line per change of state, never one per
 // sample, and never a report or a ruleset.
 import { writeFile } from 'node:fs/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import type { NodeReport } from '../protocol/report.js';
 import type { AgentCommand } from './cli.js';
 import { collectReport } from './collect.js';
 import { HeadWatch } from './head-watch.js';
-import { createSender, sleep, type SendResult } from './sender.js';
+import { createSender, type SendResult } from './sender.js';
 
 // A head change stays in the reports this long, so that a fight between Felix (which re-asserts
 // its rules every IptablesRefreshInterval, 90-180 s) and another product shows between flips.
@@ -73,7 +74,8 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
         }
         if (cmd.once) return pending ? 1 : 0;
       }
-      await sleep(Math.max(0, sampleMs - (Date.now() - started)), stop.signal);
+      // Until the next sample, or until SIGTERM aborts the wait.
+      await delay(Math.max(0, sampleMs - (Date.now() - started)), undefined, { signal: stop.signal }).catch(() => {});
     }
     return 0;
   } finally {

@@ -3,6 +3,7 @@
 // and retries with exponential backoff and full jitter on connection errors, 429 and 5xx,
 // honouring Retry-After. Other 4xx are final: sending the same report again cannot help.
 import { readFileSync, statSync } from 'node:fs';
+import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
 import type { NodeReport } from '../protocol/report.js';
 
@@ -118,19 +119,12 @@ export function tokenReader(file: string): () => string | undefined {
   };
 }
 
+/** Waits, or stops early when `signal` aborts; says whether the wait ran its course. */
 function sleep(ms: number, signal?: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve(false);
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve(true);
-    }, ms);
-    const onAbort = () => {
-      clearTimeout(timer);
-      resolve(false);
-    };
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
+  return delay(ms, undefined, { signal }).then(
+    () => true,
+    () => false,
+  );
 }
 
 function errorMessage(body: string): string {
@@ -149,5 +143,3 @@ function describe(err: unknown): string {
   if (e.name === 'TimeoutError') return 'no answer in time';
   return [code, e.cause?.message ?? e.message].filter(Boolean).join(': ');
 }
-
-export { sleep };
