@@ -1,6 +1,8 @@
 // The built nodeprep-agent, run as a process: `collect --from-dump` on every fixture, and the real
 // collection inside network namespaces whose rules the test loaded with iptables-restore.
 import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import t from 'tap';
 import { NodeReport } from '../../protocol/report.js';
@@ -91,9 +93,13 @@ t.test('real collection in network namespaces', async (t) => {
   t.test('a missing binary is an error entry, and the rest is still reported', async (t) => {
     const ns = createNetns();
     t.teardown(() => ns.remove());
-    const run = spawnSync('ip', ['netns', 'exec', ns.name, 'node', AGENT_BIN, 'collect', '--node-name', 'n', '--host-root', path.join(HOST_FIXTURES, 'unique')], {
+    // A PATH with nothing on it: no iptables, no nft (ip and node are named by full path).
+    const ip = execFileSync('sh', ['-c', 'command -v ip'], { encoding: 'utf8' }).trim();
+    const emptyDir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-nopath-'));
+    t.teardown(() => rmSync(emptyDir, { recursive: true, force: true }));
+    const run = spawnSync(ip, ['netns', 'exec', ns.name, process.execPath, AGENT_BIN, 'collect', '--node-name', 'n', '--host-root', path.join(HOST_FIXTURES, 'unique')], {
       encoding: 'utf8',
-      env: { ...process.env, PATH: path.dirname(execFileSync('sh', ['-c', 'command -v node'], { encoding: 'utf8' }).trim()) },
+      env: { ...process.env, PATH: emptyDir },
     });
     const report = JSON.parse(run.stdout) as NodeReport;
     t.equal(run.status, 0, 'the machine ID alone is worth a report');

@@ -150,12 +150,17 @@ t.test('.dockerignore keeps a local node_modules and dist out of the context', a
   }
 });
 
+const pinnedNodeMajor = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies.node?.split('.')[0];
+
 for (const image of images) {
   t.test(image.file, async (t) => {
     const { stages } = parseDockerfile(readFileSync(join(repoRoot, image.file), 'utf8'));
     const final = stages[stages.length - 1] as Stage;
     t.ok(stages.length >= 2, 'multi-stage');
-    for (const s of stages) t.equal(s.base, 'node:20-bookworm-slim', `stage ${s.name} is node:20-bookworm-slim`);
+    // The images run the Node.js major the tests run on (package.json pins it as a devDependency).
+    const major = process.versions.node.split('.')[0];
+    t.equal(pinnedNodeMajor, major, `the tests run on the pinned Node.js ${pinnedNodeMajor}`);
+    for (const s of stages) t.equal(s.base, `node:${major}-bookworm-slim`, `stage ${s.name} is node:${major}-bookworm-slim`);
 
     const build = stages.find((s) => s.instructions.some((i) => i.cmd === 'RUN' && /\bnpm run build\b/.test(i.args)));
     t.ok(build, 'a stage runs npm run build');
