@@ -2,7 +2,7 @@
 // only builds reports, does not load zod: the agent's memory budget is 64 MiB, and Node.js
 // alone takes 40 of it.
 
-export const SCHEMA_VERSION = 1;
+export const SCHEMA_VERSION = 2;
 export const MAX_REPORT_BYTES = 256 * 1024;
 
 export const LIMITS = {

@@ -1,4 +1,6 @@
-// NodeReport v1: what an agent sends about its node (design.md section 4).
+// NodeReport v2: what an agent sends about its node (design.md section 4). Version 2 carries the
+// application-specific machine ID (protocol/machine-id.ts) in place of the raw one, and checks
+// node and cluster names (protocol/names.ts).
 //
 // Every string and array is bounded, and the few totals that multiply (rules across all chains,
 // user-chain names across all tables) are bounded as totals, so that no report that passes this
@@ -6,6 +8,7 @@
 // largest report the schema admits and checks that figure.
 import { z } from 'zod';
 import { LIMITS, SCHEMA_VERSION } from './limits.js';
+import { CLUSTER_NAME_RULE, DNS1123_LABEL, DNS1123_SUBDOMAIN, MAX_CLUSTER_NAME, MAX_NODE_NAME, NODE_NAME_RULE } from './names.js';
 
 export { LIMITS, MAX_REPORT_BYTES, SCHEMA_VERSION } from './limits.js';
 
@@ -14,9 +17,12 @@ export type MachineIdStatus = z.infer<typeof MachineIdStatus>;
 
 export const MachineIdFile = z.strictObject({
   status: MachineIdStatus,
-  // The file's first line as read, cut to 64 characters; present whenever the file had content,
-  // so that an invalid ID can be shown to the admin as it is.
-  value: z.string().max(64).optional(),
+  // With status ok: the application-specific ID derived from the file (protocol/machine-id.ts).
+  // The raw ID never leaves the node.
+  appId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
+  // With status invalid: what is wrong with the content, said without the content (which may be
+  // a real ID written in the wrong form), e.g. "uppercase hex digits".
+  detail: z.string().max(LIMITS.message).optional(),
   // Set when the file is a symbolic link (the D-Bus copy usually links to /etc/machine-id).
   linkTarget: z.string().max(4096).optional(),
 });
@@ -110,8 +116,8 @@ const NodeReportShape = z.strictObject({
   schemaVersion: z.literal(SCHEMA_VERSION),
   agent: z.strictObject({ version: z.string().max(64) }),
   node: z.strictObject({
-    name: z.string().min(1).max(LIMITS.name),
-    cluster: z.string().max(LIMITS.name).optional(),
+    name: z.string().max(MAX_NODE_NAME).regex(DNS1123_SUBDOMAIN, { error: `must be ${NODE_NAME_RULE}` }),
+    cluster: z.string().max(MAX_CLUSTER_NAME).regex(DNS1123_LABEL, { error: `must be ${CLUSTER_NAME_RULE}` }).optional(),
   }),
   collectedAt: z.iso.datetime(),
   machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),

@@ -2,10 +2,13 @@
 import type { NodeReport } from '../../protocol/report.js';
 import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
 
-/** The node's /etc/machine-id when the agent found it valid; kubelet reports this one. */
+/**
+ * The application-specific ID of the node's /etc/machine-id (protocol/machine-id.ts) when the
+ * agent found it valid; the kubelet reports the raw form of this one.
+ */
 export function validMachineId(report: NodeReport): string | undefined {
   const etc = report.machineId.etc;
-  return etc.status === 'ok' ? etc.value : undefined;
+  return etc.status === 'ok' ? etc.appId : undefined;
 }
 
 // systemd-machine-id-setup initialises /etc/machine-id from the D-Bus copy when that one is
@@ -36,21 +39,22 @@ export function detectMachineIdProblems(report: NodeReport): FindingDraft[] {
           `On ${node}: \`${REGENERATE}\`, ${RESTART.replace('<node>', node)}. ` +
           'Removing only /etc/machine-id is not enough: systemd-machine-id-setup copies a valid ID back from /var/lib/dbus/machine-id. ' +
           'Golden images should ship /etc/machine-id empty (not missing, not a copied ID) so each machine generates its own at first boot.',
-        evidence: { file: '/etc/machine-id', status: etc.status, ...(etc.value === undefined ? {} : { value: etc.value }) },
+        evidence: { file: '/etc/machine-id', status: etc.status, ...(etc.detail === undefined ? {} : { detail: etc.detail }) },
       }),
     );
   }
   // A link is how distributions keep the two in step; only a separate file can drift.
-  if (etc.status === 'ok' && dbus.status === 'ok' && dbus.linkTarget === undefined && dbus.value !== etc.value) {
+  if (etc.status === 'ok' && dbus.status === 'ok' && dbus.linkTarget === undefined && dbus.appId !== etc.appId) {
     findings.push(
       makeFinding('MACHINE_ID_DBUS_MISMATCH', [node], {
         nodes: [node],
-        message: `/var/lib/dbus/machine-id on ${node} (${dbus.value}) differs from /etc/machine-id (${etc.value}); software reading the D-Bus copy sees another identity`,
+        message: `/var/lib/dbus/machine-id on ${node} differs from /etc/machine-id; software reading the D-Bus copy sees another identity`,
         remediation:
           `On ${node}: \`sudo ln -sf /etc/machine-id /var/lib/dbus/machine-id\`. ` +
           'If this node was cloned, regenerate both instead (the D-Bus copy may hold the image\'s ID): ' +
           `\`${REGENERATE}\`, ${RESTART.replace('<node>', node)}.`,
-        evidence: { etc: etc.value, dbus: dbus.value },
+        // Application-specific IDs: the raw IDs never leave the node.
+        evidence: { etcAppId: etc.appId, dbusAppId: dbus.appId },
       }),
     );
   }
@@ -62,7 +66,7 @@ export function duplicateMachineIdFinding(machineId: string, nodes: string[], no
   const shown = nodes.slice().sort();
   return makeFinding('MACHINE_ID_DUPLICATE', [machineId], {
     nodes: shown,
-    message: `${nodeCount} nodes share the machine ID ${machineId} (${shown.join(', ')}${nodeCount > shown.length ? ', ...' : ''}): they were cloned from one image`,
+    message: `${nodeCount} nodes share one machine ID (application-specific ID ${machineId}: ${shown.join(', ')}${nodeCount > shown.length ? ', ...' : ''}): they were cloned from one image`,
     remediation:
       `On every node but one (on all of them if the ID is the image's): \`${REGENERATE}\`, ${RESTART}. ` +
       'Removing only /etc/machine-id lets the old ID come back from the D-Bus copy. ' +

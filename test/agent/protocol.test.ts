@@ -37,11 +37,11 @@ function largestReport(): NodeReport {
     }),
   }));
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     agent: { version: s(64) },
-    node: { name: s(LIMITS.name), cluster: s(LIMITS.name) },
+    node: { name: `${s(63)}.${s(63)}.${s(63)}.${s(61)}`, cluster: s(63) },
     collectedAt: '2026-11-28T00:00:00.000Z',
-    machineId: { etc: { status: 'invalid', value: s(64, '"'), linkTarget: s(4096) }, dbus: { status: 'invalid', value: s(64, '"'), linkTarget: s(4096) } },
+    machineId: { etc: { status: 'invalid', detail: s(LIMITS.message, '"'), linkTarget: s(4096) }, dbus: { status: 'invalid', detail: s(LIMITS.message, '"'), linkTarget: s(4096) } },
     iptables: entries,
     nftTables: Array.from({ length: LIMITS.nftTables }, () => ({ family: s(16), name: s(64) })),
     illumio: { hostDataDir: true, serverVen: true },
@@ -77,7 +77,7 @@ t.test('unknown fields are rejected at every level, with the path', async (t) =>
 });
 
 t.test('a schema version from the future is refused', async (t) => {
-  const r = NodeReport.safeParse({ ...largestReport(), schemaVersion: 2 });
+  const r = NodeReport.safeParse({ ...largestReport(), schemaVersion: 3 });
   t.notOk(r.success);
   t.same(r.error?.issues[0]?.path, ['schemaVersion']);
 });

@@ -10,7 +10,7 @@ import t, { type Test } from 'tap';
 import { backoffDelay, createSender, parseRetryAfter } from '../../agent/sender.js';
 import type { NodeReport } from '../../protocol/report.js';
 
-const report = { schemaVersion: 1, node: { name: 'n1' } } as unknown as NodeReport;
+const report = { schemaVersion: 2, node: { name: 'n1' } } as unknown as NodeReport;
 const fast = { backoffBaseMs: 5, backoffMaxMs: 20, attemptTimeoutMs: 2_000 };
 
 type Reply = { status: number; headers?: Record<string, string>; body?: string };

@@ -102,19 +102,19 @@ t.test('analyzeNode: one report, its findings', async (t) => {
     },
     {
       name: 'machine ID uninitialized',
-      report: buildReport({}, { machineId: { etc: { status: 'uninitialized', value: 'uninitialized' }, dbus: { status: 'missing' } } }),
+      report: buildReport({}, { machineId: { etc: { status: 'uninitialized' }, dbus: { status: 'missing' } } }),
       codes: ['MACHINE_ID_INVALID'],
       mode: 'append',
     },
     {
       name: 'D-Bus copy differs and is not a link',
-      report: buildReport({}, { machineId: { etc: { status: 'ok', value: 'a'.repeat(32) }, dbus: { status: 'ok', value: 'b'.repeat(32) } } }),
+      report: buildReport({}, { machineId: { etc: { status: 'ok', appId: 'a'.repeat(32) }, dbus: { status: 'ok', appId: 'b'.repeat(32) } } }),
       codes: ['MACHINE_ID_DBUS_MISMATCH'],
       mode: 'append',
     },
     {
       name: 'D-Bus copy missing is fine',
-      report: buildReport({}, { machineId: { etc: { status: 'ok', value: 'a'.repeat(32) }, dbus: { status: 'missing' } } }),
+      report: buildReport({}, { machineId: { etc: { status: 'ok', appId: 'a'.repeat(32) }, dbus: { status: 'missing' } } }),
       codes: [],
       mode: 'append',
     },

@@ -31,7 +31,7 @@ const CASES: Case[] = [
   { node: 'mixed-backends', host: 'unique', dumps: ['ipv4/nft=calico-append.v4.nft.txt', 'ipv4/legacy=docker.v4.legacy.txt'], codes: ['IPTABLES_MIXED_BACKENDS'] },
   { node: 'v6-insert', host: 'unique', dumps: ['ipv6/nft=calico-insert.v6.nft.txt'], codes: ['CALICO_INSERT_MODE'] },
   { node: 'truncated', host: 'unique', dumps: ['ipv4/nft=bad/truncated-half.txt'], codes: ['CALICO_INSERT_MODE', 'IPTABLES_INCOMPLETE'] },
-  { node: 'iptables-S', host: 'unique', dumps: ['ipv4/nft=bad/iptables-S.txt'], codes: ['IPTABLES_INCOMPLETE'] },
+  { node: 'iptables-s', host: 'unique', dumps: ['ipv4/nft=bad/iptables-S.txt'], codes: ['IPTABLES_INCOMPLETE'] },
   { node: 'empty-id', host: 'empty', dumps: ['ipv4/nft=calico-append.v4.nft.txt'], codes: ['MACHINE_ID_INVALID'] },
   { node: 'uninitialized-id', host: 'uninitialized', dumps: ['ipv4/nft=calico-append.v4.nft.txt'], codes: ['MACHINE_ID_INVALID'] },
   { node: 'zero-id', host: 'all-zeros', dumps: ['ipv4/nft=calico-append.v4.nft.txt'], codes: ['MACHINE_ID_INVALID'] },

@@ -57,7 +57,7 @@ t.test('refusals: status, a message naming the problem, a reason in metrics, no 
   }));
 
   const cases: { name: string; send: () => ReturnType<typeof post>; status: number; message: RegExp; path?: string; reason: string }[] = [
-    { name: 'malformed JSON', send: () => post('{"schemaVersion":1,'), status: 400, message: /not valid JSON/, reason: 'invalid_json' },
+    { name: 'malformed JSON', send: () => post('{"schemaVersion":2,'), status: 400, message: /not valid JSON/, reason: 'invalid_json' },
     { name: 'empty body', send: () => post(''), status: 400, message: /JSON/, reason: 'invalid_json' },
     { name: 'wrong type', send: () => post({ ...valid, node: { name: 42 } }), status: 400, message: /^body\.node\.name: /, path: 'node.name', reason: 'invalid_report' },
     { name: 'missing field', send: () => post({ ...valid, machineId: undefined }), status: 400, message: /^body\.machineId: required/, path: 'machineId', reason: 'invalid_report' },
@@ -71,7 +71,7 @@ t.test('refusals: status, a message naming the problem, a reason in metrics, no 
     { name: 'bad date', send: () => post({ ...valid, collectedAt: 'yesterday' }), status: 400, message: /^body\.collectedAt: /, path: 'collectedAt', reason: 'invalid_report' },
     { name: 'name too long', send: () => post({ ...valid, node: { name: 'x'.repeat(LIMITS.name + 1) } }), status: 400, message: /^body\.node\.name: /, reason: 'invalid_report' },
     { name: 'over the per-report rule total', send: () => post(tooManyRules), status: 400, message: new RegExp(`^body\\.iptables: at most ${LIMITS.rulesPerReport} built-in chain rules`), path: 'iptables', reason: 'invalid_report' },
-    { name: 'schema version from the future', send: () => post({ ...valid, schemaVersion: 2 }), status: 400, message: /schemaVersion.*unsupported schema version 2.*upgrade the aggregator/, path: 'schemaVersion', reason: 'schema_version' },
+    { name: 'schema version from the future', send: () => post({ ...valid, schemaVersion: 3 }), status: 400, message: /schemaVersion.*unsupported schema version 3.*upgrade the aggregator/, path: 'schemaVersion', reason: 'schema_version' },
     { name: 'oversized body', send: () => post(JSON.stringify({ ...valid, pad: 'x'.repeat(BODY_LIMIT) })), status: 413, message: /too large/i, reason: 'too_large' },
     { name: 'no token', send: () => post(valid, { authorization: '' }), status: 401, message: /bearer token/, reason: 'unauthorized' },
     { name: 'wrong token', send: () => post(valid, { authorization: `Bearer ${TOKEN}x` }), status: 401, message: /bearer token/, reason: 'unauthorized' },

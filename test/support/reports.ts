@@ -110,11 +110,11 @@ export function buildReport(options: ReportOptions = {}, overrides: Partial<Node
   const id = options.machineId ?? machineIdFor(name);
   const tableOptions = { calico: options.calico ?? 'append', services: options.services ?? 20, pods: options.pods ?? 30 };
   return {
-    schemaVersion: 1,
+    schemaVersion: 2,
     agent: { version: '0.1.0' },
     node: { name, ...(options.cluster ? { cluster: options.cluster } : {}) },
     collectedAt: '2025-01-01T00:00:00.000Z',
-    machineId: { etc: { status: 'ok', value: id }, dbus: { status: 'ok', value: id, linkTarget: '/etc/machine-id' } },
+    machineId: { etc: { status: 'ok', appId: id }, dbus: { status: 'ok', appId: id, linkTarget: '/etc/machine-id' } },
     iptables: [calicoRuleset('ipv4', tableOptions), calicoRuleset('ipv6', tableOptions)],
     nftTables: [
       { family: 'ip', name: 'filter' },
