@@ -22,8 +22,23 @@ export const FINDING_SEVERITY = {
   AGENT_COLLECTION_ERROR: 'warning',
   NODE_STALE: 'warning',
   ILLUMIO_SERVER_VEN: 'critical',
+  // The cluster view (design.md section 9): what the Kubernetes API says.
+  NODE_NO_AGENT: 'warning',
+  KUBELET_MACHINE_ID_STALE: 'warning',
+  SYSTEM_UUID_DUPLICATE: 'info',
+  CALICO_CONFIG_NOT_APPEND: 'warning', // critical where Illumio is present
+  CALICO_CONFIG_DRIFT: 'warning',
+  // The guide's other steps (design.md section 9).
+  ILLUMIO_ROOT_CA_MISSING: 'warning', // info when the PCE's certificate is publicly trusted
+  ILLUMIO_ROOT_CA_INVALID: 'critical',
+  ILLUMIO_ROOT_CA_EXPIRING: 'warning',
+  ILLUMIO_PCE_TLS_UNTRUSTED: 'critical',
+  ILLUMIO_PCE_UNREACHABLE: 'warning',
+  ILLUMIO_UNDERSIZED: 'warning',
 } as const satisfies Record<string, Severity>;
 
+// The severity in FINDING_SEVERITY is a code's usual one; a few codes are raised at another
+// severity where the case calls for it (marked above), and the finding carries the one it has.
 export type FindingCode = keyof typeof FINDING_SEVERITY;
 export const FindingCode = z.enum(Object.keys(FINDING_SEVERITY) as [FindingCode, ...FindingCode[]]);
 

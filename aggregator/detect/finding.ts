@@ -1,6 +1,6 @@
 // What every detector returns: a finding without its `since`, which only the store knows.
 import { createHash } from 'node:crypto';
-import { FINDING_SEVERITY, type Finding, type FindingCode } from '../../protocol/findings.js';
+import { FINDING_SEVERITY, type Finding, type FindingCode, type Severity } from '../../protocol/findings.js';
 import type { NodeReport } from '../../protocol/report.js';
 
 export type FindingDraft = Omit<Finding, 'since'>;
@@ -27,7 +27,8 @@ export function findingId(code: FindingCode, subject: readonly string[]): string
 export function makeFinding(
   code: FindingCode,
   subject: readonly string[],
-  fields: { nodes: string[]; message: string; remediation: string; evidence: Record<string, unknown> },
+  fields: { nodes: string[]; message: string; remediation: string; evidence: Record<string, unknown>; severity?: Severity },
 ): FindingDraft {
-  return { id: findingId(code, subject), code, severity: FINDING_SEVERITY[code], ...fields };
+  const { severity = FINDING_SEVERITY[code], ...rest } = fields;
+  return { id: findingId(code, subject), code, severity, ...rest };
 }
