@@ -1,10 +1,10 @@
-// The agent DaemonSet: host access, capabilities, tolerations, liveness.
+// The agent DaemonSet: host access, identity, capabilities, tolerations, liveness.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { only, render, type K8sObject } from '../support/helm.js';
+import { chartDir, helm, only, parseManifests, render, type K8sObject } from '../support/helm.js';
 import { scenarios } from './scenarios.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -20,9 +20,16 @@ function env(c: Any, name: string): Any {
   return (c.env as Any[]).find((e) => e.name === name);
 }
 
+// Each scenario is rendered once; the subtests below only read the result.
+const renderedScenarios = new Map<string, K8sObject[]>();
+const renderScenario = (name: string, opts: Parameters<typeof render>[0]) => {
+  if (!renderedScenarios.has(name)) renderedScenarios.set(name, render(opts));
+  return structuredClone(renderedScenarios.get(name) as K8sObject[]);
+};
+
 for (const { name, opts } of scenarios) {
   t.test(`${name}: agent pod`, async (t) => {
-    const { ds, pod, c } = agentOf(render(opts));
+    const { ds, pod, c } = agentOf(renderScenario(name, opts));
     t.equal(pod.containers.length, 1, 'one container');
     t.equal(pod.hostNetwork, true, 'hostNetwork');
     t.equal(pod.dnsPolicy, 'ClusterFirstWithHostNet', 'resolves Service names despite hostNetwork');
@@ -47,21 +54,35 @@ for (const { name, opts } of scenarios) {
   });
 
   t.test(`${name}: host mounts are read-only and never create host paths`, async (t) => {
-    const { pod, c } = agentOf(render(opts));
+    const { pod, c } = agentOf(renderScenario(name, opts));
     const volumes = new Map<string, Any>((pod.volumes as Any[]).map((v) => [v.name, v]));
     const hostMounts = (c.volumeMounts as Any[]).filter((m) => volumes.get(m.name)?.hostPath);
     const byHostPath = Object.fromEntries(
       hostMounts.map((m) => [volumes.get(m.name).hostPath.path, { type: volumes.get(m.name).hostPath.type, mountPath: m.mountPath }]),
     );
-    t.same(byHostPath, {
-      '/etc/machine-id': { type: 'File', mountPath: '/host/etc/machine-id' },
-      '/var/lib/dbus': { type: 'Directory', mountPath: '/host/var/lib/dbus' },
-      '/opt': { type: 'Directory', mountPath: '/host/opt' },
-    }, 'exactly the paths the agent reads, each under HOST_ROOT, with types that never create');
+    const files = name.includes('file-mounts');
+    t.same(byHostPath, files
+      ? {
+          '/etc/machine-id': { type: 'File', mountPath: '/host/etc/machine-id' },
+          '/var/lib/dbus': { type: 'Directory', mountPath: '/host/var/lib/dbus' },
+          '/opt': { type: 'Directory', mountPath: '/host/opt' },
+        }
+      : {
+          '/etc': { type: 'Directory', mountPath: '/host/etc' },
+          '/var/lib': { type: 'Directory', mountPath: '/host/var/lib' },
+          '/opt': { type: 'Directory', mountPath: '/host/opt' },
+        }, 'exactly the paths the agent reads, each under HOST_ROOT, with types that never create');
+    for (const v of pod.volumes as Any[]) {
+      if (!v.hostPath) continue;
+      // Unset, DirectoryOrCreate and FileOrCreate all create a missing path on the host.
+      t.ok(['File', 'Directory'].includes(v.hostPath.type), `${v.hostPath.path}: type ${v.hostPath.type} never creates`);
+    }
     for (const m of hostMounts) {
       t.equal(m.readOnly, true, `${m.mountPath} is read-only`);
       t.notOk(m.subPath, `${m.mountPath} has no subPath`);
-      t.not(m.mountPropagation, 'Bidirectional', `${m.mountPath} propagates nothing to the host`);
+      t.notOk(m.mountPropagation, `${m.mountPath} propagates nothing (and recursiveReadOnly needs None)`);
+      if (files) t.notOk(m.recursiveReadOnly, `${m.mountPath}: recursiveReadOnly Disabled leaves the field out`);
+      else t.equal(m.recursiveReadOnly, 'IfPossible', `${m.mountPath}: read-only below its submounts where the node can`);
     }
     for (const c2 of [...pod.containers, ...(pod.initContainers ?? [])]) {
       for (const m of c2.volumeMounts as Any[]) {
@@ -71,7 +92,63 @@ for (const { name, opts } of scenarios) {
     const run = (c.volumeMounts as Any[]).find((m) => m.mountPath === '/run/nodeprep');
     t.ok(run && volumes.get(run.name)?.emptyDir, 'the health file lives in an emptyDir');
   });
+
+  // The aggregator's TLS Secret holds its private key: an agent (root, on every node) gets its
+  // CA certificate only, whatever the values.
+  t.test(`${name}: the agent never mounts the aggregator's private key`, async (t) => {
+    const objects = renderScenario(name, opts);
+    const { pod } = agentOf(objects);
+    const tlsSecretNames = new Set<string>(['nodeprep-aggregator-tls', 'nodeprep-central-tls']);
+    const secretRefs: { secretName: string; items?: Any[] }[] = [];
+    for (const v of pod.volumes as Any[]) {
+      if (v.secret) secretRefs.push({ secretName: v.secret.secretName, items: v.secret.items });
+      for (const src of v.projected?.sources ?? []) if (src.secret) secretRefs.push({ secretName: src.secret.name, items: src.secret.items });
+    }
+    for (const ref of secretRefs) {
+      t.ok(ref.items && ref.items.length > 0, `Secret ${ref.secretName}: only listed keys are mounted`);
+      for (const item of ref.items ?? []) t.not(item.key, 'tls.key', `Secret ${ref.secretName}: no tls.key`);
+      if (tlsSecretNames.has(ref.secretName)) t.same(ref.items, [{ key: 'ca.crt', path: 'ca.crt' }], `${ref.secretName}: ca.crt alone`);
+    }
+  });
 }
+
+t.test('identity: a projected ServiceAccount token for audience nodeprep, no API token', async (t) => {
+  const objects = render();
+  const { pod, c } = agentOf(objects);
+  t.equal(pod.automountServiceAccountToken, false, 'no Kubernetes API token');
+  t.equal(pod.serviceAccountName, only(objects, 'ServiceAccount', '-agent').metadata.name, 'its own ServiceAccount');
+  const file = env(c, 'AGGREGATOR_TOKEN_FILE').value as string;
+  const mount = (c.volumeMounts as Any[]).find((m) => file.startsWith(`${m.mountPath}/`));
+  t.ok(mount, 'AGGREGATOR_TOKEN_FILE is in a mounted volume');
+  t.equal(mount.readOnly, true, 'mounted read-only');
+  t.notOk(mount.subPath, 'no subPath: the kubelet\'s renewed token reaches the running agent');
+  const volume = (pod.volumes as Any[]).find((v) => v.name === mount.name);
+  t.same(volume.projected.sources, [{ serviceAccountToken: { audience: 'nodeprep', expirationSeconds: 3600, path: file.slice(mount.mountPath.length + 1) } }],
+    'a projected serviceAccountToken, audience nodeprep, one hour');
+  t.notOk(objects.some((o) => o.kind === 'Secret' && o.metadata.name.endsWith('-token')), 'no shared token Secret');
+
+  const longer = agentOf(render({ set: { 'agent.tokenExpirationSeconds': 7200 } })).pod;
+  t.equal(longer.volumes.find((v: Any) => v.projected).projected.sources[0].serviceAccountToken.expirationSeconds, 7200, 'expiry from agent.tokenExpirationSeconds');
+});
+
+t.test('the agents trust the aggregator\'s CA, and reach it over https', async (t) => {
+  const { pod, c } = agentOf(render());
+  t.equal(env(c, 'AGGREGATOR_URL').value, 'https://nodeprep-aggregator.nodeprep.svc:8080');
+  const caFile = env(c, 'AGGREGATOR_CA_FILE').value as string;
+  const mount = (c.volumeMounts as Any[]).find((m) => caFile.startsWith(`${m.mountPath}/`));
+  t.equal(mount.readOnly, true);
+  const volume = (pod.volumes as Any[]).find((v) => v.name === mount.name);
+  t.same(volume.secret.items, [{ key: 'ca.crt', path: caFile.slice(mount.mountPath.length + 1) }], 'ca.crt of the TLS Secret, and nothing else');
+  t.equal(volume.secret.secretName, 'nodeprep-aggregator-tls');
+
+  const plain = agentOf(render({ valuesFiles: ['ci/tls-disabled-values.yaml'] })).c;
+  t.equal(env(plain, 'AGGREGATOR_URL').value, 'http://nodeprep-aggregator.nodeprep.svc:8080', 'TLS off: http');
+  t.notOk(env(plain, 'AGGREGATOR_CA_FILE'), 'TLS off: no CA file');
+
+  const remote = agentOf(render({ valuesFiles: ['ci/aggregator-disabled-values.yaml'] }));
+  t.equal(env(remote.c, 'AGGREGATOR_CA_FILE').value, '/etc/nodeprep/ca/ca.crt', 'remote aggregator: the CA from agent.aggregatorCA');
+  t.ok((remote.pod.volumes as Any[]).some((v) => v.configMap?.name === 'nodeprep-aggregator-ca'), 'from the ConfigMap');
+});
 
 t.test('tolerations: every taint by default, the given ones when set', async (t) => {
   t.same(agentOf(render()).pod.tolerations, [{ operator: 'Exists' }]);
@@ -83,10 +160,31 @@ t.test('tolerations: every taint by default, the given ones when set', async (t)
   t.equal(env(custom.containers[0], 'SAMPLE_INTERVAL').value, '7.5', 'fractional sample interval');
 });
 
-t.test('a host mount can be turned off for node images without that path', async (t) => {
-  const { pod } = agentOf(render({ set: { 'agent.hostMounts.dbus': false } }));
-  const paths = (pod.volumes as Any[]).filter((v) => v.hostPath).map((v) => v.hostPath.path);
-  t.same(paths.sort(), ['/etc/machine-id', '/opt']);
+t.test('a host mount can be turned off, in either mode', async (t) => {
+  const hostPaths = (set: Record<string, unknown>) =>
+    (agentOf(render({ set })).pod.volumes as Any[]).filter((v) => v.hostPath).map((v) => v.hostPath.path).sort();
+  t.same(hostPaths({ 'agent.hostMounts.dbus': false }), ['/etc', '/opt']);
+  t.same(hostPaths({ 'agent.hostMounts.machineId': false, 'agent.hostMounts.opt': false }), ['/var/lib']);
+  t.same(hostPaths({ 'agent.hostMounts.mode': 'files', 'agent.hostMounts.dbus': false }), ['/etc/machine-id', '/opt']);
+});
+
+// recursiveReadOnly is a Kubernetes 1.30 field: older API servers would reject the DaemonSet.
+t.test('recursiveReadOnly only where the cluster knows it', async (t) => {
+  const renderFor = (kubeVersion: string, extra: string[] = []) =>
+    helm(['template', 'nodeprep', chartDir, '-n', 'nodeprep', '--kube-version', kubeVersion, '--show-only', 'templates/agent-daemonset.yaml', ...extra]);
+  const mountsOf = (stdout: string) => (only(parseManifests(stdout), 'DaemonSet').spec.template.spec.containers[0].volumeMounts as Any[]).filter((m) => m.name.startsWith('host-'));
+
+  const old = renderFor('1.29.4');
+  t.equal(old.status, 0, 'renders for 1.29', { stderr: old.stderr });
+  for (const m of mountsOf(old.stdout)) t.notOk('recursiveReadOnly' in m, `1.29: ${m.mountPath} without recursiveReadOnly`);
+  const current = renderFor('1.30.0');
+  for (const m of mountsOf(current.stdout)) t.equal(m.recursiveReadOnly, 'IfPossible', `1.30: ${m.mountPath} IfPossible`);
+
+  const enabledOld = renderFor('1.29.4', ['--set', 'agent.hostMounts.recursiveReadOnly=Enabled']);
+  t.not(enabledOld.status, 0, 'Enabled on 1.29 fails');
+  t.match(enabledOld.stderr, /recursiveReadOnly=Enabled needs Kubernetes 1\.30/);
+  const enabled = renderFor('1.33.0', ['--set', 'agent.hostMounts.recursiveReadOnly=Enabled']);
+  for (const m of mountsOf(enabled.stdout)) t.equal(m.recursiveReadOnly, 'Enabled');
 });
 
 t.test('OpenShift: SCC binding, required-scc annotation, SELinux spc_t', async (t) => {

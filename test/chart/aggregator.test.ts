@@ -1,4 +1,5 @@
-// The aggregator Deployment, Service, ConfigMap, ServiceMonitor and NetworkPolicy.
+// The aggregator Deployment, Service, ConfigMap (its environment contract), ServiceMonitor and
+// NetworkPolicy.
 import t from 'tap';
 import { createHash } from 'node:crypto';
 import { only, render, template, type K8sObject } from '../support/helm.js';
@@ -26,12 +27,16 @@ for (const { name, opts } of scenarios.filter((s) => !s.name.includes('aggregato
     t.equal(c.securityContext.privileged, false, 'not privileged');
     t.same(c.securityContext.capabilities, { drop: ['ALL'] }, 'drops every capability, adds none');
     t.notOk(pod.hostNetwork, 'no hostNetwork');
-    t.notOk(pod.volumes.some((v: Any) => v.hostPath), 'no hostPath');
-    t.equal(pod.automountServiceAccountToken, false, 'no API token');
+    t.notOk((pod.volumes ?? []).some((v: Any) => v.hostPath), 'no hostPath');
+    const clusterView = !name.includes('cluster-view-off');
+    t.equal(pod.automountServiceAccountToken, clusterView, clusterView ? 'an API token for the cluster view' : 'no API token without the cluster view');
 
-    t.same(c.livenessProbe.httpGet, { path: '/healthz', port: 'http' });
-    t.same(c.readinessProbe.httpGet, { path: '/readyz', port: 'http' });
-    t.same(c.ports, [{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
+    const tls = !name.includes('tls-disabled');
+    const port = tls ? 'https' : 'http';
+    const scheme = tls ? { scheme: 'HTTPS' } : {};
+    t.same(c.livenessProbe.httpGet, { path: '/healthz', port, ...scheme }, `liveness over ${port}`);
+    t.same(c.readinessProbe.httpGet, { path: '/readyz', port, ...scheme }, `readiness over ${port}`);
+    t.same(c.ports, [{ name: port, containerPort: 8080, protocol: 'TCP' }]);
 
     const cm = only(objects, 'ConfigMap', '-aggregator');
     t.same(c.envFrom, [{ configMapRef: { name: cm.metadata.name } }], 'configuration from the ConfigMap');
@@ -40,7 +45,7 @@ for (const { name, opts } of scenarios.filter((s) => !s.name.includes('aggregato
 
     const svc = only(objects, 'Service', '-aggregator');
     t.same(svc.spec.selector, deploy.spec.selector.matchLabels, 'the Service selects the aggregator pods');
-    t.same(svc.spec.ports, [{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }]);
+    t.same(svc.spec.ports, [{ name: port, port: 8080, targetPort: port, protocol: 'TCP', ...(tls ? { appProtocol: 'https' } : {}) }]);
     const sa = only(objects, 'ServiceAccount', '-aggregator');
     t.equal(pod.serviceAccountName, sa.metadata.name);
   });
@@ -76,7 +81,7 @@ t.test('OpenShift: the aggregator leaves uid and gid to restricted-v2', async (t
 });
 
 // render.test.ts validates it against the CRD schema; this checks what it points at.
-t.test('ServiceMonitor scrapes the aggregator Service\'s port', async (t) => {
+t.test('ServiceMonitor scrapes the aggregator Service\'s port over https, with a bearer token', async (t) => {
   t.notOk(render().some((o) => o.kind === 'ServiceMonitor'), 'off by default');
   const objects = render({ valuesFiles: ['ci/openshift-values.yaml'] });
   const sm = only(objects, 'ServiceMonitor');
@@ -91,6 +96,19 @@ t.test('ServiceMonitor scrapes the aggregator Service\'s port', async (t) => {
   t.ok(svc.spec.ports.some((p: Any) => p.name === ep.port), 'endpoint port is a named Service port');
   t.equal(ep.path, '/metrics');
   t.match(ep.interval, /^\d+(s|m)$/);
+  t.equal(ep.scheme, 'https');
+  t.same(ep.tlsConfig, { ca: { secret: { name: 'nodeprep-aggregator-tls', key: 'ca.crt' } }, serverName: 'nodeprep-aggregator.nodeprep.svc' },
+    'trusts the aggregator\'s CA (never its key) for the Service name its certificate holds');
+  t.equal(ep.bearerTokenFile, '/var/run/secrets/kubernetes.io/serviceaccount/token', 'Prometheus\'s own ServiceAccount token');
+  t.notOk(ep.authorization);
+
+  const withSecret = only(render({ valuesFiles: ['ci/cert-manager-values.yaml'] }), 'ServiceMonitor').spec.endpoints[0];
+  t.same(withSecret.authorization, { type: 'Bearer', credentials: { name: 'nodeprep-scraper-token', key: 'token' } }, 'authorization from values');
+  t.notOk(withSecret.bearerTokenFile, 'instead of bearerTokenFile');
+
+  const plain = only(render({ set: { 'aggregator.serviceMonitor.enabled': true, 'aggregator.tls.enabled': false } }), 'ServiceMonitor').spec.endpoints[0];
+  t.equal(plain.port, 'http');
+  t.notOk(plain.scheme ?? plain.tlsConfig, 'TLS off: plain http');
 });
 
 t.test('NetworkPolicy lets in only the agents (node CIDRs) and the metrics scraper', async (t) => {
@@ -107,7 +125,7 @@ t.test('NetworkPolicy lets in only the agents (node CIDRs) and the metrics scrap
     namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } },
     podSelector: { matchLabels: { 'app.kubernetes.io/name': 'prometheus' } },
   }], 'the scraper');
-  for (const rule of np.spec.ingress) t.same(rule.ports, [{ port: 'http', protocol: 'TCP' }], 'only the aggregator port');
+  for (const rule of np.spec.ingress) t.same(rule.ports, [{ port: 'https', protocol: 'TCP' }], 'only the aggregator port');
 
   const res = template({ set: { 'aggregator.networkPolicy.enabled': true } });
   t.not(res.status, 0, 'enabled without agentCIDRs fails');
@@ -116,7 +134,7 @@ t.test('NetworkPolicy lets in only the agents (node CIDRs) and the metrics scrap
 
 t.test('aggregator.enabled=false renders agents only', async (t) => {
   const objects = render({ valuesFiles: ['ci/aggregator-disabled-values.yaml'] });
-  t.same(objects.map((o) => o.kind).sort(), ['DaemonSet', 'ServiceAccount'], 'no Deployment, Service, ConfigMap, Secret');
+  t.same(objects.map((o) => o.kind).sort(), ['DaemonSet', 'ServiceAccount'], 'no Deployment, Service, ConfigMap, Secret, RBAC');
   const c = only(objects, 'DaemonSet').spec.template.spec.containers[0];
   const env = Object.fromEntries((c.env as Any[]).map((e) => [e.name, e.value]));
   t.equal(env.AGGREGATOR_URL, 'https://nodeprep.example.com', 'agents point at the remote aggregator');
@@ -125,4 +143,72 @@ t.test('aggregator.enabled=false renders agents only', async (t) => {
   const res = template({ set: { 'aggregator.enabled': false, 'auth.existingSecret': 'x' } });
   t.not(res.status, 0, 'without agent.aggregatorUrl it fails');
   t.match(res.stderr, /needs agent\.aggregatorUrl/);
+});
+
+// What the aggregator reads from its environment (the contract with aggregator/config.ts; see
+// contract.test.ts for the names), from values.
+t.test('the aggregator\'s environment: cluster view, identity, TLS, Illumio', async (t) => {
+  const envOf = (opts: Parameters<typeof render>[0]) => {
+    const objects = render(opts);
+    const { c } = aggregatorOf(objects);
+    const cm = only(objects, 'ConfigMap', '-aggregator');
+    return { ...cm.data, ...Object.fromEntries(((c.env ?? []) as Any[]).map((e) => [e.name, e.value])) } as Record<string, string>;
+  };
+  const d = envOf({});
+  t.same(d, {
+    PORT: '8080',
+    HOST: '0.0.0.0',
+    LOG_LEVEL: 'info',
+    NODE_TTL_SECONDS: '180',
+    CLUSTER_VIEW: 'auto',
+    AGENT_SERVICE_ACCOUNT: 'nodeprep/nodeprep-agent',
+    AGENT_TOKEN_AUDIENCE: 'nodeprep',
+    CVEN_NAMESPACE: 'illumio-system',
+    CVEN_DAEMONSET: 'illumio-ven',
+    KUBELINK_DEPLOYMENT: 'illumio-kubelink',
+    ROOT_CA_CONFIGMAP: 'illumio-system/root-ca-config',
+    CALICO_CONFIGMAPS: 'calico-config',
+    TLS_CERT_FILE: '/etc/nodeprep/tls/tls.crt',
+    TLS_KEY_FILE: '/etc/nodeprep/tls/tls.key',
+  }, 'defaults: no CLUSTER_NAME, no AUTH_TOKEN_FILE, no optional Illumio inputs');
+
+  const central = envOf({ valuesFiles: ['ci/shared-tokens-values.yaml'] });
+  t.equal(central.CLUSTER_NAME, 'central');
+  t.equal(central.AUTH_TOKEN_FILE, '/var/run/secrets/nodeprep/tokens', 'shared tokens of other clusters');
+  t.equal(central.CVEN_NAMESPACE, 'illumio');
+  t.equal(central.ROOT_CA_CONFIGMAP, 'illumio-config/pce-root-ca', 'its own namespace when set');
+  t.equal(central.PCE_URL, 'pce.example.com:8443');
+  t.equal(central.POLICY_SIZE, '1Gi');
+  t.equal(central.WORKLOADS, '500');
+  t.equal(central.CALICO_CONFIGMAPS, 'calico-config,calico-node-env');
+  t.equal(envOf({ set: { 'illumio.workloads': 0 } }).WORKLOADS, '0', 'WORKLOADS=0 is a value, not unset');
+  t.equal(envOf({ set: { 'illumio.namespace': 'illumio' } }).ROOT_CA_CONFIGMAP, 'illumio/root-ca-config', 'follows illumio.namespace');
+
+  const off = envOf({ valuesFiles: ['ci/cluster-view-off-values.yaml'] });
+  t.equal(off.CLUSTER_VIEW, 'off');
+  t.notOk(off.AGENT_SERVICE_ACCOUNT, 'no ServiceAccount tokens to check without the API');
+  t.equal(off.AUTH_TOKEN_FILE, '/var/run/secrets/nodeprep/tokens', 'the generated shared token instead');
+
+  const plain = envOf({ valuesFiles: ['ci/tls-disabled-values.yaml'] });
+  t.notOk(plain.TLS_CERT_FILE ?? plain.TLS_KEY_FILE, 'TLS off: no certificate');
+
+  const sa = envOf({ set: { 'agent.serviceAccount.name': 'np-agent' }, release: 'prod', namespace: 'nodeprep' });
+  t.equal(sa.AGENT_SERVICE_ACCOUNT, 'nodeprep/np-agent', 'the agent ServiceAccount\'s namespace/name');
+  const noAgents = envOf({ set: { 'agent.enabled': false } });
+  t.notOk(noAgents.AGENT_SERVICE_ACCOUNT, 'no agents in this release: none');
+});
+
+t.test('the aggregator mounts its certificate and key, and the shared tokens, read-only', async (t) => {
+  const { pod, c } = aggregatorOf(render({ valuesFiles: ['ci/shared-tokens-values.yaml'] }));
+  const fileSource = (envName: string) => {
+    const path = (c.env as Any[]).find((e) => e.name === envName).value as string;
+    const mount = (c.volumeMounts as Any[]).find((m) => path.startsWith(`${m.mountPath}/`));
+    t.equal(mount.readOnly, true, `${envName}: read-only`);
+    t.notOk(mount.subPath, `${envName}: no subPath, so renewed files reach the running aggregator`);
+    const v = (pod.volumes as Any[]).find((x) => x.name === mount.name);
+    return { secretName: v.secret.secretName, key: (v.secret.items as Any[]).find((i) => i.path === path.slice(mount.mountPath.length + 1)).key };
+  };
+  t.same(fileSource('TLS_CERT_FILE'), { secretName: 'nodeprep-central-tls', key: 'tls.crt' });
+  t.same(fileSource('TLS_KEY_FILE'), { secretName: 'nodeprep-central-tls', key: 'tls.key' });
+  t.same(fileSource('AUTH_TOKEN_FILE'), { secretName: 'nodeprep-shared-tokens', key: 'tokens' });
 });

@@ -32,7 +32,7 @@ for (const { name, opts } of scenarios) {
     if (deploy) {
       const c = deploy.spec.template.spec.containers[0];
       const cm = only(objects, 'ConfigMap');
-      const names = [...(c.env as Any[]).map((e) => e.name as string), ...Object.keys(cm.data)];
+      const names = [...((c.env ?? []) as Any[]).map((e) => e.name as string), ...Object.keys(cm.data)];
       for (const n of names) t.ok(aggregatorVars.has(n), `aggregator reads ${n}`);
     }
   });

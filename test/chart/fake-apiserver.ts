@@ -12,8 +12,10 @@ export interface FakeApiServer {
   close(): Promise<void>;
 }
 
-const resources = (list: [string, string][]) =>
-  list.map(([name, kind]) => ({ name, singularName: kind.toLowerCase(), namespaced: true, kind, verbs: ['get', 'list', 'create', 'update'] }));
+const resources = (list: [string, string][], namespaced = true) =>
+  list.map(([name, kind]) => ({ name, singularName: kind.toLowerCase(), namespaced, kind, verbs: ['get', 'list', 'create', 'update'] }));
+
+const rbac = 'rbac.authorization.k8s.io';
 
 /** objects: path (e.g. /api/v1/namespaces/ns/secrets/name) → object served at it. */
 export async function startFakeApiServer(objects: Record<string, unknown>): Promise<FakeApiServer> {
@@ -28,14 +30,27 @@ export async function startFakeApiServer(objects: Record<string, unknown>): Prom
     if (path === '/version') return send(200, { major: '1', minor: '30', gitVersion: 'v1.30.0' });
     if (path === '/api') return send(200, { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [] });
     if (path === '/apis') {
-      const gv = { groupVersion: 'apps/v1', version: 'v1' };
-      return send(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: 'apps', versions: [gv], preferredVersion: gv }] });
+      const group = (name: string) => {
+        const gv = { groupVersion: `${name}/v1`, version: 'v1' };
+        return { name, versions: [gv], preferredVersion: gv };
+      };
+      return send(200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [group('apps'), group(rbac)] });
     }
     if (path === '/api/v1') {
       return send(200, { kind: 'APIResourceList', groupVersion: 'v1', resources: resources([['secrets', 'Secret'], ['configmaps', 'ConfigMap'], ['services', 'Service'], ['serviceaccounts', 'ServiceAccount']]) });
     }
     if (path === '/apis/apps/v1') {
       return send(200, { kind: 'APIResourceList', groupVersion: 'apps/v1', resources: resources([['daemonsets', 'DaemonSet'], ['deployments', 'Deployment']]) });
+    }
+    if (path === `/apis/${rbac}/v1`) {
+      return send(200, {
+        kind: 'APIResourceList',
+        groupVersion: `${rbac}/v1`,
+        resources: [
+          ...resources([['clusterroles', 'ClusterRole'], ['clusterrolebindings', 'ClusterRoleBinding']], false),
+          ...resources([['roles', 'Role'], ['rolebindings', 'RoleBinding']]),
+        ],
+      });
     }
     if (req.method === 'GET' && path in objects) return send(200, objects[path]);
     return send(404, { kind: 'Status', apiVersion: 'v1', status: 'Failure', reason: 'NotFound', code: 404 });

@@ -1,15 +1,20 @@
 // helm lint --strict and helm template for the default values and every ci/ values file; every
-// rendered object is validated against the Kubernetes API schema (kubernetes-models).
+// rendered object is validated against the Kubernetes API schema (kubernetes-models), and the
+// custom resources against their CRD schemas (@kubernetes-models/prometheus-operator and
+// @kubernetes-models/cert-manager).
+import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import t from 'tap';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
 import { DaemonSet, Deployment } from 'kubernetes-models/apps/v1';
 import { NetworkPolicy } from 'kubernetes-models/networking.k8s.io/v1';
-import { Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
+import { ClusterRole, ClusterRoleBinding, Role, RoleBinding } from 'kubernetes-models/rbac.authorization.k8s.io/v1';
 import { lint, render, type K8sObject } from '../support/helm.js';
 import { ciFiles, scenarios } from './scenarios.js';
 
 type Validator = (obj: K8sObject) => void;
+const clusterScoped = new Set(['ClusterRole', 'ClusterRoleBinding']);
+
 const validators: Record<string, Validator> = {
   'v1/ConfigMap': (o) => new ConfigMap(o as never).validate(),
   'v1/Secret': (o) => new Secret(o as never).validate(),
@@ -20,15 +25,22 @@ const validators: Record<string, Validator> = {
   'networking.k8s.io/v1/NetworkPolicy': (o) => new NetworkPolicy(o as never).validate(),
   'rbac.authorization.k8s.io/v1/Role': (o) => new Role(o as never).validate(),
   'rbac.authorization.k8s.io/v1/RoleBinding': (o) => new RoleBinding(o as never).validate(),
+  'rbac.authorization.k8s.io/v1/ClusterRole': (o) => new ClusterRole(o as never).validate(),
+  'rbac.authorization.k8s.io/v1/ClusterRoleBinding': (o) => new ClusterRoleBinding(o as never).validate(),
+  'cert-manager.io/v1/Certificate': (o) => new Certificate(o as never).validate(),
   'monitoring.coreos.com/v1/ServiceMonitor': (o) => new ServiceMonitor(o as never).validate(),
 };
 
 t.test('the ci/ folder has the value sets the issue asks for', async (t) => {
   t.same(ciFiles, [
     'aggregator-disabled-values.yaml',
+    'cert-manager-values.yaml',
+    'cluster-view-off-values.yaml',
     'custom-tolerations-values.yaml',
-    'existing-secret-values.yaml',
+    'file-mounts-values.yaml',
     'openshift-values.yaml',
+    'shared-tokens-values.yaml',
+    'tls-disabled-values.yaml',
   ]);
 });
 
@@ -43,7 +55,8 @@ for (const { name, opts } of scenarios) {
     for (const obj of objects) {
       const key = `${obj.apiVersion}/${obj.kind}`;
       const id = `${obj.kind} ${obj.metadata?.name}`;
-      t.equal(obj.metadata.namespace, 'nodeprep', `${id} is in the release namespace`);
+      if (clusterScoped.has(obj.kind)) t.notOk(obj.metadata.namespace, `${id} is cluster-scoped: no namespace`);
+      else t.equal(obj.metadata.namespace, 'nodeprep', `${id} is in the release namespace`);
       t.ok(obj.metadata.name.length <= 63, `${id}: name fits 63 characters`);
       const validate = validators[key];
       if (validate) {
@@ -57,10 +70,21 @@ for (const { name, opts } of scenarios) {
   });
 }
 
-t.test('the validation can fail: a broken DaemonSet is rejected', async (t) => {
+t.test('the validation can fail: broken objects are rejected', async (t) => {
   const ds = render().find((o) => o.kind === 'DaemonSet') as K8sObject;
   const broken = structuredClone(ds);
   broken.spec.template.spec.hostNetwork = 'yes';
   delete broken.spec.template.spec.containers[0].name;
   t.throws(() => validators['apps/v1/DaemonSet']?.(broken), 'invalid DaemonSet throws');
+
+  const role = render().find((o) => o.kind === 'ClusterRole') as K8sObject;
+  const badRole = structuredClone(role);
+  badRole.rules[0].verbs = 'get';
+  t.throws(() => validators['rbac.authorization.k8s.io/v1/ClusterRole']?.(badRole), 'invalid ClusterRole throws');
+
+  const cert = render({ valuesFiles: ['ci/cert-manager-values.yaml'] }).find((o) => o.kind === 'Certificate') as K8sObject;
+  const badCert = structuredClone(cert);
+  delete badCert.spec.secretName;
+  badCert.spec.privateKey.algorithm = 'DSA';
+  t.throws(() => validators['cert-manager.io/v1/Certificate']?.(badCert), 'invalid Certificate throws (the CRD schema is really applied)');
 });

