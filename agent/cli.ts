@@ -25,8 +25,12 @@ run only:
   --heartbeat-interval S  send at least this often, changed or not [HEARTBEAT_INTERVAL] (default 60)
   --health-file FILE      touched after every sample, for a liveness probe [HEALTH_FILE]
   --once                  send one report and exit (non-zero if it was not delivered)
-  --log-level LEVEL       [LOG_LEVEL] (default info)
+  --log-level LEVEL       fatal, error, warn, info, debug, trace or silent [LOG_LEVEL] (default info)
 `;
+
+// pino's levels (pino.levels.values, and silent). pino throws on any other, with a stack trace;
+// the CLI says so as it says any other bad value. Listed here: the CLI does not load pino.
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
 export interface AgentCommand {
   command: 'collect' | 'run';
@@ -101,6 +105,9 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentCom
     once: v.once ?? false,
     logLevel: opt(v['log-level'], 'LOG_LEVEL') ?? 'info',
   };
+  if (!(LOG_LEVELS as readonly string[]).includes(out.logLevel)) {
+    throw new UsageError(`--log-level: "${out.logLevel}" is not a level; use one of ${LOG_LEVELS.join(', ')}`);
+  }
   if (command === 'run') {
     if (!out.nodeName) throw new UsageError('run needs --node-name (or NODE_NAME, from the downward API)');
     if (!out.aggregatorUrl) throw new UsageError('run needs --aggregator-url (or AGGREGATOR_URL)');

@@ -3,7 +3,7 @@ import { closeSync, openSync, readSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
-import type { Backend, CollectionError, Family, IptablesRuleset } from '../protocol/report.js';
+import type { Backend, Family, IptablesRuleset } from '../protocol/report.js';
 import { streamCommand } from './exec.js';
 import { IptablesSaveParser } from './iptables-save.js';
 
@@ -17,14 +17,12 @@ const SAVE_COMMANDS: Record<Family, Record<'nft' | 'legacy', string>> = {
 // ip_tables): a write to the host, which the agent never does.
 const LEGACY_TABLE_LISTS: Record<Family, string> = { ipv4: 'ip_tables_names', ipv6: 'ip6_tables_names' };
 
-export interface CollectedRulesets {
-  rulesets: IptablesRuleset[];
-  errors: CollectionError[];
-}
+/** One save that ran: its command, and the ruleset it printed or why it failed. */
+export type SaveOutcome = { source: string; ruleset: IptablesRuleset; error?: undefined } | { source: string; ruleset?: undefined; error: string };
 
 /** `procNet` is the network namespace's /proc/net: with hostNetwork, the host's. */
-export async function collectHostIptables(procNet = '/proc/net'): Promise<CollectedRulesets> {
-  const jobs: Promise<Outcome | undefined>[] = [];
+export async function collectHostIptables(procNet = '/proc/net'): Promise<SaveOutcome[]> {
+  const jobs: Promise<SaveOutcome | undefined>[] = [];
   for (const family of ['ipv4', 'ipv6'] as const) {
     jobs.push(saveAndParse(family, 'nft'));
     jobs.push(
@@ -33,14 +31,7 @@ export async function collectHostIptables(procNet = '/proc/net'): Promise<Collec
       ),
     );
   }
-  const results = await Promise.all(jobs);
-  const rulesets: IptablesRuleset[] = [];
-  const errors: CollectionError[] = [];
-  for (const r of results) {
-    if (r && 'ruleset' in r) rulesets.push(r.ruleset);
-    else if (r) errors.push(r.error);
-  }
-  return { rulesets, errors };
+  return (await Promise.all(jobs)).filter((r) => r !== undefined);
 }
 
 export async function legacyTablesLoaded(listFile: string): Promise<boolean> {
@@ -51,14 +42,12 @@ export async function legacyTablesLoaded(listFile: string): Promise<boolean> {
   }
 }
 
-type Outcome = { ruleset: IptablesRuleset } | { error: CollectionError };
-
-async function saveAndParse(family: Family, backend: 'nft' | 'legacy'): Promise<Outcome> {
+async function saveAndParse(family: Family, backend: 'nft' | 'legacy'): Promise<SaveOutcome> {
   const command = SAVE_COMMANDS[family][backend];
   const parser = new IptablesSaveParser();
   const result = await streamCommand(command, [], (chunk) => parser.push(chunk));
-  if (!result.ok) return { error: { source: command, message: result.message } };
-  return { ruleset: { family, backend, source: 'host', ...parser.end() } };
+  if (!result.ok) return { source: command, error: result.message };
+  return { source: command, ruleset: { family, backend, source: 'host', ...parser.end() } };
 }
 
 // Below V8's large-object threshold (128 KiB), so that chunks die young instead of piling up in

@@ -1,22 +1,17 @@
-// collectReport: reads everything the agent knows about its node and assembles NodeReport v1.
+// collectReport: reads everything the agent knows about its node and assembles a NodeReport.
 // Every source is read-only, has its own time limit, and fails alone: a failed source becomes an
 // entry in `errors` and the rest of the report is still sent (design.md section 3).
+//
+// In two steps, so that `run` can stand between them (source-hysteresis.ts): collectSample reads
+// the sources, each result labelled with its source; assembleReport turns a sample into a report.
 import { LIMITS, SCHEMA_VERSION } from '../protocol/limits.js';
-import type {
-  NodeReport,
-  Backend,
-  CollectionError,
-  Family,
-  IptablesRuleset,
-  MachineIdFile,
-  NftTable,
-} from '../protocol/report.js';
+import type { NodeReport, Backend, CollectionError, Family, IptablesRuleset, MachineIdFile, NftTable } from '../protocol/report.js';
 import { collectIllumioMarkers } from './collect-illumio.js';
-import { collectHostIptables, rulesetFromFile } from './collect-iptables.js';
+import { collectHostIptables, rulesetFromFile, type SaveOutcome } from './collect-iptables.js';
 import { collectNftTables } from './collect-nft.js';
 import { COMMAND_TIMEOUT_MS } from './exec.js';
-import { MACHINE_ID_FILES, readMachineIdFile } from './machine-id.js';
-import { fitRulesets } from './report-limits.js';
+import { MACHINE_ID_FILES, readMachineIdFile, type MachineIdRead } from './machine-id.js';
+import { fitRulesets, printableReport } from './report-limits.js';
 import { AGENT_VERSION } from './version.js';
 
 export interface DumpSource {
@@ -34,71 +29,118 @@ export interface CollectOptions {
   procNet?: string;
 }
 
-// A dump says nothing about nftables, and the agent then runs no command at all.
-const NO_NFT_TABLES: Timed<{ tables: NftTable[]; errors: CollectionError[] }> = { value: { tables: [], errors: [] } };
+export type IllumioMarkers = NodeReport['illumio'];
 
-export async function collectReport(opts: CollectOptions): Promise<{ report: NodeReport; collectedAnything: boolean }> {
-  const errors: CollectionError[] = [];
+/** Where the facts come from: the host, or whatever a test puts in their place. */
+export interface Sources {
+  machineId(hostRoot: string, file: string): Promise<MachineIdRead>;
+  illumio(hostRoot: string): Promise<IllumioMarkers>;
+  iptables(procNet: string | undefined): Promise<SaveOutcome[]>;
+  nft(): Promise<{ tables: NftTable[]; errors: CollectionError[] }>;
+}
+
+export const HOST_SOURCES: Sources = {
+  machineId: readMachineIdFile,
+  illumio: collectIllumioMarkers,
+  iptables: collectHostIptables,
+  nft: collectNftTables,
+};
+
+/** One source's part of a sample: what to report, and why the source failed when it did. */
+export interface Sourced<T> {
+  source: string;
+  value: T;
+  error?: string;
+}
+
+export interface Sample {
+  etc: Sourced<MachineIdFile>;
+  dbus: Sourced<MachineIdFile>;
+  illumio: Sourced<IllumioMarkers>;
+  // One per iptables-save run or dump file; no ruleset when it failed.
+  rulesets: Sourced<IptablesRuleset | undefined>[];
+  nft: Sourced<NftTable[]>;
+}
+
+export async function collectReport(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<{ report: NodeReport; collectedAnything: boolean }> {
+  return assembleReport(await collectSample(opts, sources), opts);
+}
+
+export async function collectSample(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<Sample> {
   const fromDumps = opts.dumps !== undefined && opts.dumps.length > 0;
-
-  const [etc, dbus, illumio, iptables, nft] = await Promise.all([
-    timed('machine-id', readMachineIdFile(opts.hostRoot, MACHINE_ID_FILES.etc)),
-    timed('dbus-machine-id', readMachineIdFile(opts.hostRoot, MACHINE_ID_FILES.dbus)),
-    timed('illumio', collectIllumioMarkers(opts.hostRoot)),
-    fromDumps ? readDumps(opts.dumps!) : timed('iptables', collectHostIptables(opts.procNet)),
-    fromDumps ? NO_NFT_TABLES : timed('nft', collectNftTables()),
+  const [etc, dbus, illumio, rulesets, nft] = await Promise.all([
+    timed('machine-id', sources.machineId(opts.hostRoot, MACHINE_ID_FILES.etc)),
+    timed('dbus-machine-id', sources.machineId(opts.hostRoot, MACHINE_ID_FILES.dbus)),
+    timed('illumio', sources.illumio(opts.hostRoot)),
+    fromDumps ? readDumps(opts.dumps!) : timed('iptables', sources.iptables(opts.procNet)),
+    // A dump says nothing about nftables, and the agent then runs no command at all.
+    fromDumps ? NO_NFT_TABLES : timed('nft', sources.nft()),
   ]);
+  const machineId = (source: string, r: Timed<MachineIdRead>): Sourced<MachineIdFile> =>
+    r.error !== undefined ? { source, value: { status: 'missing' }, error: r.error } : { source, value: r.value.file, ...(r.value.error ? { error: r.value.error } : {}) };
+  return {
+    etc: machineId(MACHINE_ID_FILES.etc, etc),
+    dbus: machineId(MACHINE_ID_FILES.dbus, dbus),
+    illumio: illumio.error === undefined ? { source: 'illumio', value: illumio.value } : { source: 'illumio', value: { hostDataDir: false, serverVen: false }, error: illumio.error },
+    rulesets:
+      rulesets.error === undefined
+        ? rulesets.value.map((r) => (r.error === undefined ? { source: r.source, value: r.ruleset } : { source: r.source, value: undefined, error: r.error }))
+        : [{ source: 'iptables', value: undefined, error: rulesets.error }],
+    nft:
+      nft.error === undefined
+        ? { source: 'nft', value: nft.value.tables, ...(nft.value.errors.length > 0 ? { error: nft.value.errors.map((e) => e.message).join('; ') } : {}) }
+        : { source: 'nft', value: [], error: nft.error },
+  };
+}
 
-  const machineId = (source: string, r: typeof etc): MachineIdFile => {
-    if (r.error !== undefined) {
-      errors.push({ source, message: r.error });
-      return { status: 'missing' };
-    }
-    if (r.value.error) errors.push({ source, message: r.value.error });
-    return r.value.file;
+/** A sample as NodeReport: every failed source an entry in `errors`, every string printable. */
+export function assembleReport(sample: Sample, opts: CollectOptions): { report: NodeReport; collectedAnything: boolean } {
+  const errors: CollectionError[] = [];
+  const take = <T>(part: Sourced<T>): T => {
+    if (part.error !== undefined) errors.push({ source: part.source.slice(0, 64), message: part.error.slice(0, LIMITS.message) });
+    return part.value;
+  };
+  const machineIdFile = (part: Sourced<MachineIdFile>): MachineIdFile => {
+    const file = take(part);
+    return file.linkTarget !== undefined && file.linkTarget.length > LIMITS.linkTarget ? { ...file, linkTarget: file.linkTarget.slice(0, LIMITS.linkTarget) } : file;
   };
   const report: NodeReport = {
     schemaVersion: SCHEMA_VERSION,
     agent: { version: AGENT_VERSION },
     node: opts.cluster ? { name: opts.nodeName, cluster: opts.cluster } : { name: opts.nodeName },
     collectedAt: new Date().toISOString(),
-    machineId: { etc: machineId(MACHINE_ID_FILES.etc, etc), dbus: machineId(MACHINE_ID_FILES.dbus, dbus) },
+    machineId: { etc: machineIdFile(sample.etc), dbus: machineIdFile(sample.dbus) },
     iptables: [],
     nftTables: [],
-    illumio: { hostDataDir: false, serverVen: false },
+    illumio: take(sample.illumio),
     errors,
   };
-  if (illumio.error === undefined) report.illumio = illumio.value;
-  else errors.push({ source: 'illumio', message: illumio.error });
-  if (iptables.error === undefined) {
-    report.iptables = fitRulesets(iptables.value.rulesets);
-    errors.push(...iptables.value.errors);
-  } else errors.push({ source: 'iptables', message: iptables.error });
-  if (nft.error === undefined) {
-    report.nftTables = nft.value.tables;
-    errors.push(...nft.value.errors);
-  } else errors.push({ source: 'nft', message: nft.error });
-
-  report.errors = errors.slice(0, LIMITS.errors).map((e) => ({ source: e.source.slice(0, 64), message: e.message.slice(0, LIMITS.message) }));
+  report.iptables = fitRulesets(sample.rulesets.map(take).filter((r) => r !== undefined));
+  report.nftTables = take(sample.nft);
+  report.errors = errors.slice(0, LIMITS.errors);
   const collectedAnything =
     report.iptables.length > 0 || report.machineId.etc.status !== 'missing' || report.machineId.dbus.status !== 'missing' || report.nftTables.length > 0;
-  return { report, collectedAnything };
+  // Host text (chain names, comments, link targets, stderr) may hold control characters, which
+  // the protocol refuses (protocol/text.ts).
+  return { report: printableReport(report), collectedAnything };
 }
 
-async function readDumps(dumps: DumpSource[]): Promise<Timed<{ rulesets: IptablesRuleset[]; errors: CollectionError[] }>> {
-  const rulesets: IptablesRuleset[] = [];
-  const errors: CollectionError[] = [];
+async function readDumps(dumps: DumpSource[]): Promise<Timed<SaveOutcome[]>> {
+  const value: SaveOutcome[] = [];
   for (const dump of dumps) {
+    const source = `dump ${dump.file}`;
     try {
-      rulesets.push(await rulesetFromFile(dump.file, dump.family, dump.backend));
+      value.push({ source, ruleset: rulesetFromFile(dump.file, dump.family, dump.backend) });
     } catch (err) {
-      errors.push({ source: `dump ${dump.file}`, message: (err as Error).message });
+      value.push({ source, error: (err as Error).message });
     }
   }
-  return { value: { rulesets, errors } };
+  return { value };
 }
 
 type Timed<T> = { value: T; error?: undefined } | { value?: undefined; error: string };
+
+const NO_NFT_TABLES: Timed<{ tables: NftTable[]; errors: CollectionError[] }> = { value: { tables: [], errors: [] } };
 
 /** Bounds one source in time; a source that fails or hangs becomes an error message. */
 async function timed<T>(source: string, work: Promise<T>, ms = COMMAND_TIMEOUT_MS + 1_000): Promise<Timed<T>> {
@@ -114,4 +156,3 @@ async function timed<T>(source: string, work: Promise<T>, ms = COMMAND_TIMEOUT_M
     clearTimeout(timer);
   }
 }
-

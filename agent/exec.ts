@@ -1,7 +1,15 @@
 // Runs a read-only command with a time limit and says plainly why it failed.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 export const COMMAND_TIMEOUT_MS = 5_000;
+
+// The commands still running, so that an agent forced to exit takes none of them with it.
+const running = new Set<ChildProcess>();
+
+/** Kills every command still running (SIGKILL): the agent is about to exit without waiting. */
+export function killRunningCommands(): void {
+  for (const child of running) child.kill('SIGKILL');
+}
 
 export type CommandResult = { ok: true; stdout: string } | { ok: false; message: string };
 
@@ -24,6 +32,10 @@ export function streamCommand(file: string, args: string[], onChunk: (chunk: str
   return new Promise((resolve) => {
     const what = [file, ...args].join(' ');
     const child = spawn(file, args, { stdio: ['ignore', 'pipe', 'pipe'], windowsHide: true });
+    running.add(child);
+    const forget = () => running.delete(child);
+    child.on('exit', forget);
+    child.on('error', forget); // never started: no 'exit'
     let stderr = '';
     let timedOut = false;
     const timer = setTimeout(() => {

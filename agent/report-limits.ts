@@ -1,9 +1,25 @@
 // Fits a report into the protocol's totals (protocol/report.ts LIMITS) without losing what
 // detection needs: chains keep their head and tail, user-chain names beyond the budget become a
 // count. A node only exceeds these with hundreds of rules in built-in chains, which is rare.
+// And makes every string printable, as the protocol requires (protocol/text.ts).
 import { LIMITS } from '../protocol/limits.js';
 import type { IptablesRuleset } from '../protocol/report.js';
+import { printable } from '../protocol/text.js';
 import { keepHeadAndTail } from './iptables-save.js';
+
+/** `value` with every string in it, object keys included, passed through printable(). */
+export function printableReport<T>(value: T): T {
+  return printableValue(value) as T;
+}
+
+function printableValue(value: unknown): unknown {
+  if (typeof value === 'string') return printable(value);
+  if (Array.isArray(value)) return value.map(printableValue);
+  if (value === null || typeof value !== 'object') return value;
+  const out: Record<string, unknown> = {};
+  for (const [key, item] of Object.entries(value)) out[printable(key)] = printableValue(item);
+  return out;
+}
 
 export function fitRulesets(rulesets: IptablesRuleset[]): IptablesRuleset[] {
   let out = rulesets.slice(0, LIMITS.iptablesEntries);

@@ -3,19 +3,32 @@
 // sent as soon as the aggregator answers again. One log line per change of state, never one per
 // sample, and never a report or a ruleset.
 import { writeFile } from 'node:fs/promises';
+import { constants } from 'node:os';
 import { setTimeout as delay } from 'node:timers/promises';
 import { pino, type Logger } from 'pino';
 import type { NodeReport } from '../protocol/report.js';
 import type { AgentCommand } from './cli.js';
-import { collectReport } from './collect.js';
+import { assembleReport, collectSample, HOST_SOURCES, type Sources } from './collect.js';
+import { killRunningCommands } from './exec.js';
 import { HeadWatch } from './head-watch.js';
 import { createSender, type SendResult } from './sender.js';
+import { SourceHysteresis } from './source-hysteresis.js';
 
 // A head change stays in the reports this long, so that a fight between Felix (which re-asserts
 // its rules every IptablesRefreshInterval, 90-180 s) and another product shows between flips.
 const FIGHT_WINDOW_MS = 10 * 60_000;
+// After SIGTERM, whatever is still running (a collection waiting on iptables), the agent is gone
+// within this long: well inside Kubernetes' default grace period of 30 s.
+const FORCED_EXIT_MS = 900;
 
-export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cmd.logLevel, base: { node: cmd.nodeName } })): Promise<number> {
+export interface RunDeps {
+  // Where samples come from; tests put failing sources here.
+  sources?: Sources;
+  // Stops the agent as SIGTERM does, without a forced exit (tests run the agent in-process).
+  signal?: AbortSignal;
+}
+
+export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cmd.logLevel, base: { node: cmd.nodeName } }), deps: RunDeps = {}): Promise<number> {
   const sampleMs = cmd.sampleIntervalS * 1000;
   const sender = createSender({
     url: cmd.aggregatorUrl!,
@@ -28,34 +41,46 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
     retries: cmd.once ? 4 : 2,
   });
   const watch = new HeadWatch(Math.max(FIGHT_WINDOW_MS, cmd.heartbeatIntervalS * 3000));
+  const hysteresis = new SourceHysteresis();
+  const sources = deps.sources ?? HOST_SOURCES;
   const stop = new AbortController();
-  const onSignal = (signal: string) => {
+  let finished = false;
+  const onSignal = (signal: 'SIGTERM' | 'SIGINT') => {
     if (stop.signal.aborted) return;
     log.info({ signal }, 'stopping');
     stop.abort();
-    // Whatever is still running (a collection waiting on iptables), the agent is gone within 1 s.
-    setTimeout(() => process.exit(0), 900).unref();
+    // A stop that has to be forced is not a clean one, and says so: exit 128 + the signal's
+    // number (143 for SIGTERM), as a shell reports a process that signal ended, so that a
+    // supervisor (and the tests) can tell it from the 0 of a clean stop. The commands still
+    // running are killed first: none outlives the agent. The timer holds nothing open: a clean
+    // stop exits as soon as the loop is done, before it fires.
+    setTimeout(() => {
+      if (finished) process.exit(); // done, and something else kept the process: exitCode stands
+      log.warn({ signal, afterMs: FORCED_EXIT_MS }, 'forced exit: a sample was still running');
+      killRunningCommands();
+      process.exit(128 + constants.signals[signal]);
+    }, FORCED_EXIT_MS).unref();
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  const onSigterm = () => onSignal('SIGTERM');
+  const onSigint = () => onSignal('SIGINT');
+  if (deps.signal) deps.signal.addEventListener('abort', () => stop.abort(), { once: true });
+  else {
+    process.once('SIGTERM', onSigterm);
+    process.once('SIGINT', onSigint);
+  }
 
   log.info({ aggregator: cmd.aggregatorUrl, sampleIntervalS: cmd.sampleIntervalS, heartbeatIntervalS: cmd.heartbeatIntervalS }, 'agent started');
   let lastFingerprint = '';
   let lastSentAt = 0;
   let pending = false; // the latest report has not been delivered
   let healthy = true; // the health file could be written last time
-  let state: 'unknown' | 'delivering' | 'unreachable' | 'rejected' = 'unknown';
+  let state: DeliveryState = 'unknown';
 
   try {
     while (!stop.signal.aborted) {
       const started = Date.now();
-      const { report } = await collectReport({
-        hostRoot: cmd.hostRoot,
-        nodeName: cmd.nodeName!,
-        cluster: cmd.cluster,
-        dumps: cmd.dumps,
-        procNet: cmd.procNet,
-      });
+      const options = { hostRoot: cmd.hostRoot, nodeName: cmd.nodeName!, cluster: cmd.cluster, dumps: cmd.dumps, procNet: cmd.procNet };
+      const { report } = assembleReport(hysteresis.smooth(await collectSample(options, sources)), options);
       if (stop.signal.aborted) break;
       const headChanges = watch.observe(report, started);
       if (headChanges.length) report.headChanges = headChanges;
@@ -79,6 +104,9 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
     }
     return 0;
   } finally {
+    finished = true;
+    process.off('SIGTERM', onSigterm);
+    process.off('SIGINT', onSigint);
     await sender.close();
   }
 }
@@ -89,18 +117,27 @@ export function factsOf(report: NodeReport): string {
   return JSON.stringify(facts);
 }
 
-function logTransition(log: Logger, state: string, result: SendResult): 'delivering' | 'unreachable' | 'rejected' {
-  if (result.outcome === 'delivered') {
-    if (state === 'unknown') log.info({ status: result.status }, 'first report delivered');
-    else if (state !== 'delivering') log.info({ status: result.status, was: state }, 'aggregator reachable again');
-    return 'delivering';
+type DeliveryState = 'unknown' | 'delivering' | 'unreachable' | 'rejected' | 'untrusted';
+
+/** One log line per change of state: a dead aggregator or a bad certificate is not logged per sample. */
+function logTransition(log: Logger, state: DeliveryState, result: Exclude<SendResult, { outcome: 'aborted' }>): DeliveryState {
+  switch (result.outcome) {
+    case 'delivered':
+      if (state === 'unknown') log.info({ status: result.status }, 'first report delivered');
+      else if (state !== 'delivering') log.info({ status: result.status, was: state }, 'aggregator reachable again');
+      return 'delivering';
+    case 'rejected':
+      if (state !== 'rejected') log.error({ status: result.status, reason: result.message }, 'aggregator rejected the report');
+      return 'rejected';
+    case 'untrusted':
+      // A configuration error, not an outage: the CA bundle (--ca-file) or the aggregator's
+      // certificate must change. Tried again at every sample, without fast retries.
+      if (state !== 'untrusted') log.error({ reason: result.reason, message: result.message }, 'certificate rejected; keeping the latest report');
+      return 'untrusted';
+    case 'unreachable':
+      if (state !== 'unreachable') log.warn({ reason: result.message, attempts: result.attempts }, 'aggregator unreachable; keeping the latest report');
+      return 'unreachable';
   }
-  if (result.outcome === 'rejected') {
-    if (state !== 'rejected') log.error({ status: result.status, reason: result.message }, 'aggregator rejected the report');
-    return 'rejected';
-  }
-  if (state !== 'unreachable') log.warn({ reason: (result as { message: string }).message, attempts: result.attempts }, 'aggregator unreachable; keeping the latest report');
-  return 'unreachable';
 }
 
 async function touch(file: string, log: Logger, wasHealthy: boolean): Promise<boolean> {

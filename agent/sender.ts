@@ -2,6 +2,9 @@
 // limit per attempt, a bearer token re-read when its file changes (a rotated Secret), a custom CA,
 // and retries with exponential backoff and full jitter on connection errors, 429 and 5xx,
 // honouring Retry-After. Other 4xx are final: sending the same report again cannot help.
+// A certificate the agent does not trust is not an outage either: retrying at once cannot fix it,
+// so the sender says so after one attempt, and the run loop tries again at the next sample (a CA
+// bundle or a server certificate may be replaced meanwhile).
 import { readFileSync, statSync } from 'node:fs';
 import { setTimeout as delay } from 'node:timers/promises';
 import { Agent, request } from 'undici';
@@ -21,6 +24,7 @@ export type SendResult =
   | { outcome: 'delivered'; status: number; attempts: number }
   | { outcome: 'rejected'; status: number; message: string; attempts: number } // 4xx: fix something
   | { outcome: 'unreachable'; message: string; attempts: number } // worth trying again later
+  | { outcome: 'untrusted'; reason: string; message: string; attempts: number } // TLS: the certificate was rejected
   | { outcome: 'aborted'; attempts: number };
 
 export interface Sender {
@@ -43,7 +47,7 @@ export function createSender(opts: SenderOptions): Sender {
   });
   const token = opts.tokenFile ? tokenReader(opts.tokenFile) : () => undefined;
 
-  async function attempt(body: string, signal?: AbortSignal): Promise<{ status: number; retryAfterMs?: number; message: string } | { error: string }> {
+  async function attempt(body: string, signal?: AbortSignal): Promise<{ status: number; retryAfterMs?: number; message: string } | { error: string; certificate?: string }> {
     const bearer = token();
     try {
       const res = await request(endpoint, {
@@ -56,7 +60,8 @@ export function createSender(opts: SenderOptions): Sender {
       const text = await res.body.text();
       return { status: res.statusCode, retryAfterMs: parseRetryAfter(res.headers['retry-after']), message: errorMessage(text) };
     } catch (err) {
-      return { error: describe(err) };
+      const certificate = certificateProblem(err);
+      return certificate ? { error: describe(err), certificate } : { error: describe(err) };
     }
   }
 
@@ -69,6 +74,7 @@ export function createSender(opts: SenderOptions): Sender {
         const r = await attempt(body, signal);
         if (signal?.aborted) return { outcome: 'aborted', attempts: n + 1 };
         let retryAfterMs: number | undefined;
+        if ('error' in r && r.certificate) return { outcome: 'untrusted', reason: r.certificate, message: r.error, attempts: n + 1 };
         if ('error' in r) last = r.error;
         else if (r.status >= 200 && r.status < 300) return { outcome: 'delivered', status: r.status, attempts: n + 1 };
         else if (r.status === 429 || r.status >= 500) {
@@ -135,6 +141,24 @@ function errorMessage(body: string): string {
     // not JSON
   }
   return body.slice(0, 300);
+}
+
+// OpenSSL's verification results as Node reports them (err.code), and Node's own host check.
+const CERTIFICATE_ERRORS = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_DECRYPT_CERT_SIGNATURE', 'UNABLE_TO_DECODE_ISSUER_PUBLIC_KEY', 'CERT_SIGNATURE_FAILURE',
+  'CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED', 'ERROR_IN_CERT_NOT_BEFORE_FIELD', 'ERROR_IN_CERT_NOT_AFTER_FIELD',
+  'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'CERT_CHAIN_TOO_LONG', 'CERT_REVOKED', 'INVALID_CA',
+  'PATH_LENGTH_EXCEEDED', 'INVALID_PURPOSE', 'CERT_UNTRUSTED', 'CERT_REJECTED', 'HOSTNAME_MISMATCH',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/** The verification error when the server's certificate was rejected, else undefined. */
+export function certificateProblem(err: unknown): string | undefined {
+  for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
+    if (typeof e.code === 'string' && CERTIFICATE_ERRORS.has(e.code)) return e.code;
+  }
+  return undefined;
 }
 
 function describe(err: unknown): string {

@@ -4,11 +4,21 @@
 //
 // Every string and array is bounded, and the few totals that multiply (rules across all chains,
 // user-chain names across all tables) are bounded as totals, so that no report that passes this
-// schema can exceed MAX_REPORT_BYTES once serialised. test/agent/protocol.test.ts builds the
-// largest report the schema admits and checks that figure.
+// schema can exceed MAX_REPORT_BYTES once serialised. Lengths count UTF-16 code units; strings
+// admit no control characters and no lone surrogates (text.ts), so a unit is at most 3 bytes of
+// JSON. test/agent/protocol.test.ts builds the largest report the schema admits and checks it.
 import { z } from 'zod';
 import { LIMITS, SCHEMA_VERSION } from './limits.js';
 import { CLUSTER_NAME_RULE, DNS1123_LABEL, DNS1123_SUBDOMAIN, MAX_CLUSTER_NAME, MAX_NODE_NAME, NODE_NAME_RULE } from './names.js';
+import { BUILTIN_WORD, PRINTABLE, PRINTABLE_RULE } from './text.js';
+
+/** A string of at most `max` code units, none of them a control character or a lone surrogate. */
+const text = (max: number) => z.string().max(max).regex(PRINTABLE, { error: PRINTABLE_RULE });
+// ISO-8601 in UTC, as toISOString() writes it; zod's regex admits any number of fraction digits.
+const timestamp = () => z.iso.datetime().max(LIMITS.timestamp);
+// Chain family prefixes are the agent's own constants, not text read from the host.
+const FAMILY_PREFIX = /^[!-~]+$/;
+const builtinWord = () => z.string().regex(BUILTIN_WORD, { error: 'must be 1 to 16 uppercase letters' });
 
 export { LIMITS, MAX_REPORT_BYTES, SCHEMA_VERSION } from './limits.js';
 
@@ -22,9 +32,9 @@ export const MachineIdFile = z.strictObject({
   appId: z.string().regex(/^[0-9a-f]{32}$/).optional(),
   // With status invalid: what is wrong with the content, said without the content (which may be
   // a real ID written in the wrong form), e.g. "uppercase hex digits".
-  detail: z.string().max(LIMITS.message).optional(),
+  detail: text(LIMITS.message).optional(),
   // Set when the file is a symbolic link (the D-Bus copy usually links to /etc/machine-id).
-  linkTarget: z.string().max(4096).optional(),
+  linkTarget: text(LIMITS.linkTarget).optional(),
 });
 export type MachineIdFile = z.infer<typeof MachineIdFile>;
 
@@ -35,14 +45,14 @@ export type Backend = z.infer<typeof Backend>;
 
 export const Rule = z.strictObject({
   // The `-j`/`-g` target; empty for a rule without one (a counter or a match-only rule).
-  target: z.string().max(LIMITS.chainName),
-  comment: z.string().max(LIMITS.comment).optional(),
+  target: text(LIMITS.chainName),
+  comment: text(LIMITS.comment).optional(),
 });
 export type Rule = z.infer<typeof Rule>;
 
 export const BuiltinChain = z.strictObject({
-  name: z.string().max(LIMITS.chainName),
-  policy: z.string().max(16),
+  name: builtinWord(),
+  policy: builtinWord(),
   // Rules in the chain, which may be more than `rules` holds: when a chain is longer than
   // LIMITS.rulesPerChain, `rules` keeps the first `omittedAfter` rules and the last ones, since
   // Calico's mode shows at the head (Insert) or at the tail (Append).
@@ -54,18 +64,18 @@ export type BuiltinChain = z.infer<typeof BuiltinChain>;
 
 export const UserChains = z.strictObject({
   // Chains of the high-cardinality families (KUBE-SVC-, cali-fw-, ...), counted per prefix.
-  families: z.record(z.string().max(LIMITS.familyPrefix), z.number().int().nonnegative()),
+  families: z.record(z.string().max(LIMITS.familyPrefix).regex(FAMILY_PREFIX, { error: 'must be printable ASCII' }), z.number().int().nonnegative()),
   // Every other user chain by name, up to the limit; the rest are counted in namesOmitted.
-  names: z.array(z.string().max(LIMITS.chainName)),
+  names: z.array(text(LIMITS.chainName)),
   namesOmitted: z.number().int().nonnegative().optional(),
 });
 export type UserChains = z.infer<typeof UserChains>;
 
 export const IptablesTable = z.strictObject({
-  name: z.string().max(32),
+  name: text(32),
   complete: z.boolean(),
   // Why the table is not complete, for the admin.
-  problem: z.string().max(LIMITS.message).optional(),
+  problem: text(LIMITS.message).optional(),
   builtinChains: z.array(BuiltinChain).max(5),
   userChains: UserChains,
 });
@@ -81,21 +91,21 @@ export const IptablesRuleset = z.strictObject({
   backend: Backend,
   source: z.enum(['host', 'dump']),
   verdict: DumpVerdict,
-  message: z.string().max(LIMITS.message).optional(),
+  message: text(LIMITS.message).optional(),
   ruleCount: z.number().int().nonnegative(),
   tables: z.array(IptablesTable).max(LIMITS.tablesPerEntry),
 });
 export type IptablesRuleset = z.infer<typeof IptablesRuleset>;
 
 export const NftTable = z.strictObject({
-  family: z.string().max(16),
-  name: z.string().max(64),
+  family: text(16),
+  name: text(64),
 });
 export type NftTable = z.infer<typeof NftTable>;
 
 export const CollectionError = z.strictObject({
-  source: z.string().max(64),
-  message: z.string().max(LIMITS.message),
+  source: text(64),
+  message: text(LIMITS.message),
 });
 export type CollectionError = z.infer<typeof CollectionError>;
 
@@ -104,22 +114,22 @@ export type CollectionError = z.infer<typeof CollectionError>;
 export const HeadChange = z.strictObject({
   family: Family,
   backend: Backend,
-  table: z.string().max(32),
-  chain: z.string().max(LIMITS.chainName),
-  from: z.string().max(LIMITS.chainName),
-  to: z.string().max(LIMITS.chainName),
-  at: z.iso.datetime(),
+  table: text(32),
+  chain: builtinWord(),
+  from: text(LIMITS.chainName),
+  to: text(LIMITS.chainName),
+  at: timestamp(),
 });
 export type HeadChange = z.infer<typeof HeadChange>;
 
 const NodeReportShape = z.strictObject({
   schemaVersion: z.literal(SCHEMA_VERSION),
-  agent: z.strictObject({ version: z.string().max(64) }),
+  agent: z.strictObject({ version: text(64) }),
   node: z.strictObject({
     name: z.string().max(MAX_NODE_NAME).regex(DNS1123_SUBDOMAIN, { error: `must be ${NODE_NAME_RULE}` }),
     cluster: z.string().max(MAX_CLUSTER_NAME).regex(DNS1123_LABEL, { error: `must be ${CLUSTER_NAME_RULE}` }).optional(),
   }),
-  collectedAt: z.iso.datetime(),
+  collectedAt: timestamp(),
   machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),
   iptables: z.array(IptablesRuleset).max(LIMITS.iptablesEntries),
   nftTables: z.array(NftTable).max(LIMITS.nftTables),

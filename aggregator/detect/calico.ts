@@ -1,8 +1,9 @@
 // Calico's position in the built-in chains (design.md section 6; projectcalico/calico
 // felix/dataplane/linux/int_dataplane.go, felix/iptables/table.go, felix/rules/rule_defs.go).
+import { chainKey, isCalicoHook } from '../../protocol/calico.js';
 import { rulePositions, type BuiltinChain, type Family, type Backend, type HeadChange, type IptablesTable, type NodeReport, type Rule } from '../../protocol/report.js';
 import { makeFinding, type FindingDraft, nodeKey } from './finding.js';
-import type { ChainMatcher, IllumioPresence } from './illumio.js';
+import { illumioUnnamed, type ChainMatcher, type IllumioPresence } from './illumio.js';
 
 // Felix appends these whatever ChainInsertMode says: the accept and mark rules at the end of
 // filter FORWARD (their hashes depend on the mark mask; these are the default mask's) and, since
@@ -61,7 +62,7 @@ export function classifyCalicoChain(family: Family, backend: Backend, table: str
   for (let i = 0; i < count; i++) {
     const rule = rules[i]!;
     const hash = calicoHash(rule);
-    if (hash !== undefined && rule.target.startsWith('cali-')) hooked = true;
+    if (isCalicoHook(rule)) hooked = true;
     if (i >= excludedFrom || (hash !== undefined && ALWAYS_APPENDED_HASHES.has(hash))) continue;
     if (head === undefined) head = rule;
     if (hash !== undefined) {
@@ -134,13 +135,28 @@ function isUserChainJump(table: IptablesTable, target: string): boolean {
   return (table.userChains.namesOmitted ?? 0) > 0 && !STANDARD_TARGETS.has(target);
 }
 
+// Who the first rule of a Calico-hooked chain belongs to. `illumio-presumed`: an unknown
+// product's jump on a node where Illumio runs but no pattern names its chains (illumioUnnamed).
+// `no-product`: a plain rule (ACCEPT, MARK, ...), not a jump to anyone's chain.
+export type HeadOwner = 'calico' | 'kubernetes' | 'illumio' | 'illumio-presumed' | 'other' | 'no-product';
+
+export interface ChainHead {
+  family: Family;
+  backend: Backend;
+  table: string;
+  chain: string;
+  target: string;
+  owner: HeadOwner;
+}
+
 export interface CalicoAnalysis {
   chains: ChainPosition[];
   mode: 'insert' | 'append' | undefined;
   findings: FindingDraft[];
+  // The head of every chain Calico hooks, and whose it is taken to be. The desired layout
+  // (Illumio first, Calico appended) raises no finding, so this is where it shows.
+  heads: ChainHead[];
 }
-
-const chainKey = (c: { family: string; backend: string; table: string; chain: string }) => `${c.family}/${c.backend}/${c.table}/${c.chain}`;
 
 /**
  * Chains whose head went one way and back within the agent's window: a fight. A single change
@@ -167,9 +183,30 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
   const mode = nodeCalicoMode(chains);
   const findings: FindingDraft[] = [];
   const insertChains = chains.filter((c) => c.mode === 'insert').map((c) => ({ ...where(c), positions: c.calicoPositions, ruleCount: c.ruleCount }));
+
+  const tables = new Map<string, IptablesTable>();
+  for (const set of report.iptables) for (const table of set.tables) tables.set(`${set.family}/${set.backend}/${table.name}`, table);
+  const unnamed = illumioUnnamed(illumio);
+  const ownerOf = (c: ChainPosition, target: string): HeadOwner => {
+    if (target.startsWith('cali-')) return 'calico';
+    if (target.startsWith('KUBE-')) return 'kubernetes';
+    if (isIllumioChain(target)) return 'illumio';
+    const table = tables.get(`${c.family}/${c.backend}/${c.table}`);
+    if (!table || !isUserChainJump(table, target)) return 'no-product';
+    return unnamed ? 'illumio-presumed' : 'other';
+  };
+  const heads: ChainHead[] = [];
+  const headOwners = new Map<ChainPosition, HeadOwner>();
+  for (const c of all) {
+    if (!c.hooked || c.head === undefined) continue;
+    const owner = ownerOf(c, c.head.target);
+    headOwners.set(c, owner);
+    heads.push({ ...where(c), target: c.head.target, owner });
+  }
+  const presumed = heads.filter((h) => h.owner === 'illumio-presumed');
   // Illumio's rule first and Calico's right after it, not last: Calico in Insert mode has been
   // pushed down by the VEN, and will take the top back at its next refresh.
-  const displaced = chains.filter((c) => c.mode === 'out-of-sync' && c.head !== undefined && isIllumioChain(c.head.target));
+  const displaced = chains.filter((c) => c.mode === 'out-of-sync' && (headOwners.get(c) === 'illumio' || headOwners.get(c) === 'illumio-presumed'));
 
   if ((insertChains.length > 0 && illumio.present) || displaced.length > 0 || fights.size > 0) {
     const fighting = headChanges.filter((h) => fights.has(chainKey(h)));
@@ -177,7 +214,8 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
       fights.size > 0
         ? `the first rule of ${fights.size} Calico-hooked chain(s) on ${node} keeps changing owner (${fighting.slice(-2).map((h) => `${h.table} ${h.chain}: ${h.from} -> ${h.to}`).join('; ')}): two products are fighting for the top`
         : displaced.length > 0
-          ? `Illumio's rule is above Calico's on ${node} (${displaced.map(label).slice(0, 3).join('; ')}) but Calico's is not last: Calico is in Insert mode and will take the top back`
+          ? `Illumio's rule is above Calico's on ${node} (${displaced.map(label).slice(0, 3).join('; ')}) but Calico's is not last: Calico is in Insert mode and will take the top back` +
+            (displaced.some((c) => headOwners.get(c) === 'illumio-presumed') ? ' (the rule above is taken to be Illumio\'s: Illumio runs on the node and ILLUMIO_CHAIN_PATTERNS names none of its chains)' : '')
           : `Calico is in Insert mode on ${node} (${insertChains.map(label).slice(0, 3).join('; ')}) and Illumio is present: both want the first position`;
     findings.push(
       makeFinding('CALICO_ILLUMIO_CONFLICT', [node], {
@@ -188,9 +226,10 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
           ' Until then Felix (every IptablesRefreshInterval, 180 s by default) and the VEN in coexistence mode keep moving each other\'s rule back to the top, ' +
           'and policy is enforced by whichever won last. If the other owner in evidence.headChanges is neither Calico nor Illumio, find the product that writes that chain.',
         evidence: {
-          illumio: { hostDataDir: illumio.hostDataDir, chains: illumio.chains },
+          illumio: { hostDataDir: illumio.hostDataDir, fromElsewhere: illumio.fromElsewhere, chains: illumio.chains },
           insertChains,
-          ...(displaced.length > 0 ? { displacedChains: displaced.map((c) => ({ ...where(c), calicoPositions: c.calicoPositions, head: c.head?.target })) } : {}),
+          ...(displaced.length > 0 ? { displacedChains: displaced.map((c) => ({ ...where(c), calicoPositions: c.calicoPositions, head: c.head?.target, headOwner: headOwners.get(c) })) } : {}),
+          ...(presumed.length > 0 ? { presumedIllumioHeads: presumed } : {}),
           ...(fights.size > 0 ? { fightingChains: [...fights], headChanges: fighting.slice(-8) } : {}),
         },
       }),
@@ -233,23 +272,22 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
       );
     }
     // A jump at the head of a chain Calico hooks, owned by neither Calico, Kubernetes nor Illumio:
-    // the VEN in coexistence mode takes the top back from it, so the two will contend.
+    // the VEN in coexistence mode takes the top back from it, so the two will contend. Where
+    // Illumio runs and no pattern names its chains, such a jump is presumed to be the VEN's, and
+    // with Calico appended that is the layout the guide asks for (illumioUnnamed).
     const head = c.head;
-    if (c.hooked && head && !head.target.startsWith('cali-') && !head.target.startsWith('KUBE-') && !isIllumioChain(head.target)) {
-      const table = byRuleset.get(`${c.family}/${c.backend}`)?.find((t) => t.table.name === c.table)?.table;
-      if (table && isUserChainJump(table, head.target)) {
-        findings.push(
-          makeFinding('FOREIGN_HEAD_RULE', [node, c.family, c.backend, c.table, c.chain], {
-            nodes: [node],
-            message: `the first rule of ${label(c)} on ${node}, a chain Calico hooks, jumps to ${head.target}, which is neither Calico's, Kubernetes' nor Illumio's`,
-            remediation:
-              `Find the product that owns ${head.target} (\`iptables${c.family === 'ipv6' ? '6' : ''}-save -t ${c.table}\` on the node). ` +
-              'Illumio\'s VEN in coexistence mode keeps its rule at the top of the main tables and moves it back when something else takes the spot, so this product and the VEN will contend. ' +
-              `If ${head.target} is Illumio's, add its prefix to the aggregator's ILLUMIO_CHAIN_PATTERNS.`,
-            evidence: { ...where(c), position: 1, target: head.target },
-          }),
-        );
-      }
+    if (head && headOwners.get(c) === 'other') {
+      findings.push(
+        makeFinding('FOREIGN_HEAD_RULE', [node, c.family, c.backend, c.table, c.chain], {
+          nodes: [node],
+          message: `the first rule of ${label(c)} on ${node}, a chain Calico hooks, jumps to ${head.target}, which is neither Calico's, Kubernetes' nor Illumio's`,
+          remediation:
+            `Find the product that owns ${head.target} (\`iptables${c.family === 'ipv6' ? '6' : ''}-save -t ${c.table}\` on the node). ` +
+            'Illumio\'s VEN in coexistence mode keeps its rule at the top of the main tables and moves it back when something else takes the spot, so this product and the VEN will contend. ' +
+            `If ${head.target} is Illumio's, add its prefix to the aggregator's ILLUMIO_CHAIN_PATTERNS.`,
+          evidence: { ...where(c), position: 1, target: head.target, illumio: { present: illumio.present, chains: illumio.chains } },
+        }),
+      );
     }
   }
 
@@ -294,5 +332,5 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
     );
   }
 
-  return { chains: all, mode, findings };
+  return { chains: all, mode, findings, heads };
 }

@@ -24,11 +24,17 @@ export function compileChainPatterns(spec: string): ChainMatcher {
 export interface IllumioPresence {
   present: boolean;
   hostDataDir: boolean;
+  // Illumio is known to run on the node from outside its report: the cluster view's C-VEN pod.
+  fromElsewhere: boolean;
   // Up to 8 chain names (or family prefixes) that matched the patterns, for the evidence.
   chains: string[];
 }
 
-export function illumioPresence(report: NodeReport, isIllumioChain: ChainMatcher): IllumioPresence {
+/**
+ * Whether Illumio runs on the node: its host marker, a chain the patterns name, or
+ * `fromElsewhere`, what the aggregator knows without the report (a C-VEN pod on the node).
+ */
+export function illumioPresence(report: NodeReport, isIllumioChain: ChainMatcher, fromElsewhere = false): IllumioPresence {
   const chains = new Set<string>();
   for (const set of report.iptables) {
     for (const table of set.tables) {
@@ -40,7 +46,19 @@ export function illumioPresence(report: NodeReport, isIllumioChain: ChainMatcher
     }
   }
   const hostDataDir = report.illumio.hostDataDir;
-  return { present: hostDataDir || chains.size > 0, hostDataDir, chains: [...chains].sort().slice(0, 8) };
+  return { present: hostDataDir || fromElsewhere || chains.size > 0, hostDataDir, fromElsewhere, chains: [...chains].sort().slice(0, 8) };
+}
+
+/**
+ * Illumio runs on the node but no configured pattern names any of its chains there: the VEN's
+ * chain names are not public, and ILLUMIO_CHAIN_PATTERNS holds placeholders until an admin sets
+ * them. Then the VEN's own jump cannot be told from another product's by name, and an unknown
+ * jump at the head of a chain Calico hooks is presumed to be the VEN's: in coexistence mode the
+ * VEN keeps the first position of the main tables (design.md section 6), so that is where its
+ * jump is expected. Once the patterns name the VEN's chains, they decide.
+ */
+export function illumioUnnamed(illumio: IllumioPresence): boolean {
+  return (illumio.hostDataDir || illumio.fromElsewhere) && illumio.chains.length === 0;
 }
 
 export function detectServerVen(report: NodeReport): FindingDraft[] {

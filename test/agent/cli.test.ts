@@ -1,5 +1,8 @@
+import { spawnSync } from 'node:child_process';
+import { pino } from 'pino';
 import t from 'tap';
-import { UsageError, parseAgentArgs, parseDumpSpec } from '../../agent/cli.js';
+import { LOG_LEVELS, UsageError, parseAgentArgs, parseDumpSpec } from '../../agent/cli.js';
+import { AGENT_BIN } from '../support/fixtures.js';
 
 t.test('--from-dump prefixes', async (t) => {
   t.same(parseDumpSpec('dump.txt'), { family: 'ipv4', backend: 'unknown', file: 'dump.txt' });
@@ -30,4 +33,21 @@ t.test('usage errors say what is wrong', async (t) => {
   t.throws(() => parseAgentArgs(['run', '--node-name', 'n', '--aggregator-url', 'ftp://x'], {}), /http or https/);
   t.throws(() => parseAgentArgs(['collect', '--sample-interval', '0'], {}), /positive number/);
   t.throws(() => parseAgentArgs(['collect', '--sample-interval', 'soon'], {}), /positive number/);
+});
+
+t.test('--log-level: one of pino\'s levels, else a usage error', async (t) => {
+  t.equal(parseAgentArgs(['collect', '--log-level', 'debug'], {}).logLevel, 'debug');
+  t.equal(parseAgentArgs(['collect'], { LOG_LEVEL: 'warn' }).logLevel, 'warn');
+  t.throws(() => parseAgentArgs(['collect', '--log-level', 'bogus'], {}), new UsageError('--log-level: "bogus" is not a level; use one of fatal, error, warn, info, debug, trace, silent'));
+  t.throws(() => parseAgentArgs(['collect'], { LOG_LEVEL: 'verbose' }), UsageError, 'from the environment too');
+  // The list is pino's own: a level pino has is accepted, and nothing else.
+  t.same([...LOG_LEVELS].sort(), [...Object.keys(pino.levels.values), 'silent'].sort());
+});
+
+t.test('the built agent: a bad --log-level exits 2 with the usage, no stack trace', async (t) => {
+  const run = spawnSync(process.execPath, [AGENT_BIN, 'run', '--node-name', 'n', '--aggregator-url', 'http://127.0.0.1:9', '--log-level', 'bogus'], { encoding: 'utf8', timeout: 20_000 });
+  t.equal(run.status, 2);
+  t.match(run.stderr, /^nodeprep-agent: --log-level: "bogus" is not a level/);
+  t.match(run.stderr, /usage: nodeprep-agent/);
+  t.notMatch(run.stderr, /\n\s+at /, 'no stack trace');
 });

@@ -65,6 +65,22 @@ t.test('real collection in network namespaces', async (t) => {
     t.notOk(report!.iptables.some((s) => s.backend === 'legacy'), 'no legacy tables loaded, so no legacy save');
   });
 
+  t.test('a table iptables-nft-save cannot read is reported unreadable, the others whole', async (t) => {
+    const ns = createNetns();
+    t.teardown(() => ns.remove());
+    ns.exec('iptables-nft-restore', [], realDumps().find((d) => d.name === 'calico-insert.v4.nft')!.rules);
+    // nft's own conntrack expression, which iptables-nft cannot turn back into iptables syntax.
+    ns.exec('nft', ['add', 'rule', 'ip', 'filter', 'INPUT', 'ct', 'state', 'established,related', 'accept']);
+    const { status, report } = collect(['--node-name', 'n', '--host-root', path.join(HOST_FIXTURES, 'unique')], ns.name);
+    t.equal(status, 0);
+    t.ok(NodeReport.safeParse(report).success, 'valid report');
+    const set = report!.iptables.find((s) => s.family === 'ipv4' && s.backend === 'nft')!;
+    t.equal(set.verdict, 'incomplete');
+    t.match(set.tables.find((x) => x.name === 'filter'), { complete: false, builtinChains: [], problem: /iptables-nft-save cannot read this table/ });
+    t.same(set.tables.filter((x) => x.complete).map((x) => x.name).sort(), ['mangle', 'nat', 'raw']);
+    t.notOk(report!.errors.some((e) => e.source === 'iptables-nft-save'), 'the save itself worked: a table, not the source, is unreadable');
+  });
+
   t.test('no legacy tables: the legacy save never runs, so the kernel creates none', async (t) => {
     const ns = createNetns();
     t.teardown(() => ns.remove());

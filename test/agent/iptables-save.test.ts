@@ -56,6 +56,20 @@ t.test('damaged and foreign text: the verdict written in expected.json', async (
   }
 });
 
+t.test('a table iptables-nft-save cannot read is reported, unreadable and empty, beside the whole ones', async (t) => {
+  // make-fixtures.sh: calico-insert.v4.nft loaded, then one rule added with nft to filter INPUT.
+  const parsed = parseIptablesSave(read('bad/nft-incompatible-filter.txt'));
+  const loaded = parseIptablesSave(read('calico-insert.v4.nft.txt'));
+  t.equal(parsed.verdict, 'incomplete');
+  t.match(parsed.message, /incomplete: filter/);
+  const filter = parsed.tables.find((x) => x.name === 'filter');
+  t.match(filter, { complete: false, builtinChains: [], problem: /iptables-nft-save cannot read this table .*incompatible, use 'nft' tool.*written with nft/ });
+  t.ok(IptablesTable.safeParse(filter).success, 'fits the protocol');
+  for (const name of ['mangle', 'raw', 'nat']) {
+    t.same(parsed.tables.find((x) => x.name === name), loaded.tables.find((x) => x.name === name), `${name}: whole, as loaded`);
+  }
+});
+
 t.test('CRLF line ends parse exactly like LF', async (t) => {
   t.same(parseIptablesSave(read('bad/crlf.txt')), parseIptablesSave(read('calico-insert.v4.nft.txt')));
 });

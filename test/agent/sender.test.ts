@@ -1,6 +1,5 @@
 // The sender against real HTTP(S) servers on loopback.
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -9,6 +8,7 @@ import path from 'node:path';
 import t, { type Test } from 'tap';
 import { backoffDelay, createSender, parseRetryAfter } from '../../agent/sender.js';
 import type { NodeReport } from '../../protocol/report.js';
+import { testCa } from '../support/tls.js';
 
 const report = { schemaVersion: 2, node: { name: 'n1' } } as unknown as NodeReport;
 const fast = { backoffBaseMs: 5, backoffMaxMs: 20, attemptTimeoutMs: 2_000 };
@@ -97,23 +97,45 @@ t.test('an aborted send stops at once', async (t) => {
   t.equal((await pending).outcome, 'aborted');
 });
 
-t.test('https with a custom CA: trusted with --ca-file, refused without', async (t) => {
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-ca-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  const ssl = (...args: string[]) => execFileSync('openssl', args, { cwd: dir, stdio: 'pipe' });
-  ssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '1', '-subj', '/CN=nodeprep test CA');
-  ssl('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'srv.key', '-out', 'srv.csr', '-subj', '/CN=127.0.0.1');
-  writeFileSync(path.join(dir, 'san.ext'), 'subjectAltName=IP:127.0.0.1\n');
-  ssl('x509', '-req', '-in', 'srv.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'srv.crt', '-days', '1', '-extfile', 'san.ext');
-  const tls = { key: readFileSync(path.join(dir, 'srv.key')), cert: readFileSync(path.join(dir, 'srv.crt')) };
-  const { port } = await server(t, [{ status: 202 }], (h) => https.createServer(tls, h));
-  const trusted = createSender({ url: `https://127.0.0.1:${port}`, caFile: path.join(dir, 'ca.crt'), ...fast });
-  const untrusted = createSender({ url: `https://127.0.0.1:${port}`, ...fast, retries: 0 });
+/** An HTTPS server on loopback that counts connections: a refused certificate costs one each. */
+async function httpsServer(t: Test, tls: { key: Buffer; cert: Buffer }) {
+  const connections = { count: 0 };
+  const { port, seen } = await server(t, [{ status: 202 }], (h) => {
+    const srv = https.createServer(tls, h);
+    // 'connection' comes with the TCP accept, before the client can have refused anything.
+    srv.on('connection', () => connections.count++);
+    return srv;
+  });
+  return { url: `https://127.0.0.1:${port}`, seen, connections };
+}
+
+t.test('https with a custom CA: trusted with --ca-file; without it, "untrusted" after one attempt', async (t) => {
+  const ca = testCa(t);
+  const { url, seen, connections } = await httpsServer(t, ca.server());
+  const trusted = createSender({ url, caFile: ca.caFile, ...fast });
+  const untrusted = createSender({ url, ...fast, retries: 3 });
   t.teardown(() => Promise.all([trusted.close(), untrusted.close()]));
   t.equal((await trusted.send(report)).outcome, 'delivered');
+  t.equal(connections.count, 1);
   const r = await untrusted.send(report);
-  t.equal(r.outcome, 'unreachable');
-  t.match((r as { message: string }).message, /certificate/i);
+  t.match(r, { outcome: 'untrusted', reason: 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', message: /certificate/i, attempts: 1 });
+  t.equal(connections.count, 2, 'one attempt, no fast retries: retrying at once cannot fix a certificate');
+  t.equal(seen.length, 1, 'only the trusted sender got through');
+});
+
+t.test('certificate problems are named: expired, wrong host', async (t) => {
+  const ca = testCa(t);
+  const cases = [
+    { name: 'expired', tls: ca.server('IP:127.0.0.1', { expired: true }), reason: 'CERT_HAS_EXPIRED' },
+    { name: 'issued for another address', tls: ca.server('IP:127.0.0.2'), reason: 'ERR_TLS_CERT_ALTNAME_INVALID' },
+  ];
+  for (const c of cases) {
+    const { url, connections } = await httpsServer(t, c.tls);
+    const sender = createSender({ url, caFile: ca.caFile, ...fast, retries: 3 });
+    t.teardown(() => sender.close());
+    t.match(await sender.send(report), { outcome: 'untrusted', reason: c.reason, attempts: 1 }, c.name);
+    t.equal(connections.count, 1, `${c.name}: one attempt`);
+  }
 });
 
 t.test('backoff and Retry-After arithmetic', async (t) => {

@@ -4,6 +4,7 @@ import type { FindingCode } from '../../protocol/findings.js';
 import type { NodeReport, Rule } from '../../protocol/report.js';
 import { classifyCalicoChain } from '../../aggregator/detect/calico.js';
 import { findingId } from '../../aggregator/detect/finding.js';
+import { DEFAULT_ILLUMIO_CHAIN_PATTERNS } from '../../aggregator/config.js';
 import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
 import { analyzeNode } from '../../aggregator/detect/node.js';
 import { ALWAYS_APPENDED, CALICO_HOOKS, buildReport, calicoRuleset, chain, ruleset, calicoTable, withChain } from '../support/reports.js';
@@ -192,6 +193,61 @@ t.test('evidence says which table, chain and position', async (t) => {
 
   const outOfSync = analyzeNode(withChain(buildReport(), { table: 'nat', chain: 'PREROUTING' }, [r('KUBE-A'), CALICO_HOOKS.nat.PREROUTING, r('KUBE-SERVICES')]), options).findings[0]!;
   t.match(outOfSync.evidence, { family: 'ipv4', backend: 'nft', table: 'nat', chain: 'PREROUTING', calicoPositions: [2], ruleCount: 3 });
+});
+
+t.test('Illumio known present, its chains unnamed: an unknown head above Calico is taken to be the VEN', async (t) => {
+  // The shipped patterns are placeholders: a real VEN's chains match none of them.
+  const placeholders = { isIllumioChain: compileChainPatterns(DEFAULT_ILLUMIO_CHAIN_PATTERNS) };
+  const marker = { illumio: { hostDataDir: true, serverVen: false } };
+  // The VEN's jump first in filter FORWARD (a chain the patterns do not name), Calico appended.
+  const venFirst = (overrides: Partial<NodeReport> = {}) => {
+    const report = withChain(buildReport({}, overrides), { table: 'filter', chain: 'FORWARD' }, [r('VEN-FWD'), r('KUBE-FORWARD'), HOOK, ...ALWAYS_APPENDED.filterForward]);
+    report.iptables[0]!.tables.find((x) => x.name === 'filter')!.userChains.names.push('VEN-FWD');
+    return report;
+  };
+
+  const desired = analyzeNode(venFirst(marker), placeholders);
+  t.same(desired.findings.map((f) => f.code), [], 'the layout the guide asks for raises nothing');
+  t.equal(desired.calicoMode, 'append');
+  t.same(
+    desired.chainHeads.filter((h) => h.table === 'filter' && h.chain === 'FORWARD' && h.family === 'ipv4'),
+    [{ family: 'ipv4', backend: 'nft', table: 'filter', chain: 'FORWARD', target: 'VEN-FWD', owner: 'illumio-presumed' }],
+    'the analysis records which chain heads the chain, and whose it is taken to be',
+  );
+  t.match(desired.chainHeads.find((h) => h.table === 'filter' && h.chain === 'INPUT'), { target: 'KUBE-PROXY-FIREWALL', owner: 'kubernetes' });
+
+  const fromApi = analyzeNode(venFirst(), placeholders, { illumioFromApi: true });
+  t.same(fromApi.findings.map((f) => f.code), [], 'the same when the cluster view saw a C-VEN pod on the node');
+  t.equal(fromApi.chainHeads.find((h) => h.target === 'VEN-FWD')?.owner, 'illumio-presumed');
+
+  const unknown = analyzeNode(venFirst(), placeholders);
+  t.same(unknown.findings.map((f) => f.code), ['FOREIGN_HEAD_RULE'], 'Illumio not known to run there: a foreign head');
+  t.equal(unknown.chainHeads.find((h) => h.target === 'VEN-FWD')?.owner, 'other');
+
+  // The patterns name the VEN's chains on this node (illumio-INPUT): then they decide, and an
+  // unknown head is another product's, which the VEN will contend with.
+  const named = venFirst(marker);
+  named.iptables[0]!.tables.find((x) => x.name === 'filter')!.userChains.names.push('illumio-INPUT');
+  t.same(analyzeNode(named, placeholders).findings.map((f) => f.code), ['FOREIGN_HEAD_RULE'], 'named chains elsewhere: VEN-FWD is not the VEN');
+});
+
+t.test('Illumio pushed Calico down (Insert mode, displaced): CALICO_ILLUMIO_CONFLICT with the default patterns', async (t) => {
+  const placeholders = { isIllumioChain: compileChainPatterns(DEFAULT_ILLUMIO_CHAIN_PATTERNS) };
+  const displacedReport = (overrides: Partial<NodeReport> = {}) => {
+    const report = withChain(buildReport({}, overrides), { table: 'filter', chain: 'INPUT' }, [r('VEN-IN'), CALICO_HOOKS.filter.INPUT, r('KUBE-FIREWALL')]);
+    report.iptables[0]!.tables.find((x) => x.name === 'filter')!.userChains.names.push('VEN-IN');
+    return report;
+  };
+  const present = analyzeNode(displacedReport({ illumio: { hostDataDir: true, serverVen: false } }), placeholders);
+  t.same(present.findings.map((f) => f.code), ['CALICO_ILLUMIO_CONFLICT']);
+  const conflict = present.findings[0]!;
+  t.match(conflict.message, /Illumio's rule is above Calico's .*ipv4\/nft filter INPUT.*taken to be Illumio's/);
+  t.match(conflict.evidence, {
+    displacedChains: [{ family: 'ipv4', table: 'filter', chain: 'INPUT', calicoPositions: [2], head: 'VEN-IN', headOwner: 'illumio-presumed' }],
+    presumedIllumioHeads: [{ table: 'filter', chain: 'INPUT', target: 'VEN-IN', owner: 'illumio-presumed' }],
+  });
+  // Without Illumio on the node, the same rules are another product above an out-of-sync Calico.
+  t.same(analyzeNode(displacedReport(), placeholders).findings.map((f) => f.code).sort(), ['CALICO_OUT_OF_SYNC', 'FOREIGN_HEAD_RULE']);
 });
 
 t.test('Illumio presence from ILLUMIO_CHAIN_PATTERNS', async (t) => {

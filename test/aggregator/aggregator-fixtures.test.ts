@@ -18,6 +18,7 @@ interface Case {
   host: string;
   dumps: string[]; // [family/backend=]file under test/fixtures/iptables
   codes: string[]; // what analyzeNode says about this node alone
+  mode?: 'insert' | 'append'; // the node's Calico mode, where the case is about it
 }
 
 // Written by hand from design.md sections 5 and 6.
@@ -27,6 +28,18 @@ const CASES: Case[] = [
   { node: 'append-tail', host: 'unique', dumps: ['ipv4/nft=calico-append-tail.v4.nft.txt'], codes: [] },
   { node: 'illumio-first', host: 'illumio', dumps: ['ipv4/nft=foreign-first-append.v4.nft.txt'], codes: [] },
   { node: 'insert-with-illumio', host: 'illumio', dumps: ['ipv4/nft=calico-insert.v4.nft.txt'], codes: ['CALICO_ILLUMIO_CONFLICT'] }, // escalated, not both
+  // Felix 3.28.2+ in Insert mode: the always-appended FORWARD rules and nat POSTROUTING jump are
+  // no evidence of Append mode, and do not make the chains look out of sync.
+  { node: 'insert-tail', host: 'unique', dumps: ['ipv4/nft=calico-insert-tail.v4.nft.txt'], codes: ['CALICO_INSERT_MODE'], mode: 'insert' },
+  { node: 'insert-tail-illumio', host: 'illumio', dumps: ['ipv4/nft=calico-insert-tail.v4.nft.txt'], codes: ['CALICO_ILLUMIO_CONFLICT'], mode: 'insert' },
+  // Another product first, Calico appended, the chain named by no pattern: the guide's layout
+  // where Illumio runs (host marker), another product's jump where it does not.
+  { node: 'unnamed-first-illumio', host: 'illumio', dumps: ['ipv4/nft=acme-first-append.v4.nft.txt'], codes: [], mode: 'append' },
+  { node: 'unnamed-first', host: 'unique', dumps: ['ipv4/nft=acme-first-append.v4.nft.txt'], codes: ['FOREIGN_HEAD_RULE'], mode: 'append' },
+  // ... and first above a Calico in Insert mode, which it pushed down.
+  { node: 'pushed-down', host: 'illumio', dumps: ['ipv4/nft=foreign-first-insert.v4.nft.txt'], codes: ['CALICO_ILLUMIO_CONFLICT'] },
+  // iptables-nft-save could not read the filter table: its mode is undetermined, the rest decides.
+  { node: 'nft-incompatible', host: 'unique', dumps: ['ipv4/nft=bad/nft-incompatible-filter.txt'], codes: ['CALICO_INSERT_MODE', 'IPTABLES_INCOMPLETE'], mode: 'insert' },
   { node: 'leftover', host: 'unique', dumps: ['ipv4/nft=leftover-cali.v4.nft.txt'], codes: ['CALICO_STALE_CHAINS'] },
   { node: 'mixed-backends', host: 'unique', dumps: ['ipv4/nft=calico-append.v4.nft.txt', 'ipv4/legacy=docker.v4.legacy.txt'], codes: ['IPTABLES_MIXED_BACKENDS'] },
   { node: 'v6-insert', host: 'unique', dumps: ['ipv6/nft=calico-insert.v6.nft.txt'], codes: ['CALICO_INSERT_MODE'] },
@@ -52,8 +65,10 @@ t.test('each fixture case raises what it should, and only that', async (t) => {
   const options = { isIllumioChain: compileChainPatterns('illumio*') };
   for (const c of CASES) {
     const { report } = await collectReport({ hostRoot: path.join(HOST_FIXTURES, c.host), nodeName: c.node, dumps: c.dumps.map(dumpSource) });
-    const codes = [...new Set(analyzeNode(report, options).findings.map((f) => f.code))].sort();
+    const analysis = analyzeNode(report, options);
+    const codes = [...new Set(analysis.findings.map((f) => f.code))].sort();
     t.same(codes, c.codes, `${c.node}: ${c.codes.join(', ') || 'no finding'}`);
+    if (c.mode) t.equal(analysis.calicoMode, c.mode, `${c.node}: Calico mode`);
   }
 });
 

@@ -2,6 +2,7 @@
 // kube-proxy (iptables mode) node with Calico in Append mode on the nft backend; every part can
 // be replaced to describe a problem.
 import { createHash } from 'node:crypto';
+import { LIMITS } from '../../protocol/limits.js';
 import type { BuiltinChain, Family, IptablesRuleset, IptablesTable, NodeReport, Rule } from '../../protocol/report.js';
 
 export type CalicoMode = 'insert' | 'append';
@@ -11,7 +12,8 @@ export function machineIdFor(seed: string): string {
   return createHash('md5').update(seed).digest('hex');
 }
 
-const kube = (target: string, comment?: string): Rule => (comment ? { target, comment } : { target });
+// The agent keeps the first LIMITS.comment characters of a comment; so do these reports.
+const kube = (target: string, comment?: string): Rule => (comment ? { target, comment: comment.slice(0, LIMITS.comment) } : { target });
 const cali = (target: string, hash: string): Rule => ({ target, comment: `cali:${hash}` });
 
 // Calico's hooks (felix/rules/rule_defs.go hashes, design.md section 6).
