@@ -1,15 +1,18 @@
 // Alerts are transitions (design.md section 2): one log line when a finding appears, one when it
 // goes. Only the finding's identity and a sample of node names are logged, never a report.
 import type { Logger } from 'pino';
-import type { Transition } from './store.js';
+import type { Transition } from './findings/book.js';
+
+// How many node names an alert line carries; the finding has more, and nodeCount says how many.
+const LOGGED_NODES = 20;
 
 export function logTransition(log: Logger, { kind, finding, nodeCount, reason }: Transition): void {
   const fields = {
     id: finding.id,
     code: finding.code,
     severity: finding.severity,
-    nodes: finding.nodes,
-    ...(nodeCount > finding.nodes.length ? { nodeCount } : {}),
+    nodes: finding.nodes.slice(0, LOGGED_NODES),
+    ...(nodeCount > LOGGED_NODES ? { nodeCount } : {}),
     ...(reason ? { reason } : {}),
     ...(kind === 'raised' ? { message: finding.message } : {}),
   };

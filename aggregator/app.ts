@@ -5,10 +5,14 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodType } from 'zod';
 import { pino, type Logger } from 'pino';
+import { MAX_NODE_KEY } from '../protocol/names.js';
 import { MAX_REPORT_BYTES } from '../protocol/report.js';
 import { logTransition } from './alerts.js';
-import { TokenCheck } from './auth.js';
-import { sweepIntervalMs, type Config } from './config.js';
+import { OncePerCause, readerHook, senderHooks } from './access/hooks.js';
+import { ReaderPolicy, SenderPolicy } from './access/policy.js';
+import { Reviews } from './access/reviews.js';
+import type { SharedTokens } from './access/shared-tokens.js';
+import { loadConfig, sweepIntervalMs, type Config } from './config.js';
 import { compileChainPatterns } from './detect/illumio.js';
 import { errorBody, makeErrorHandler } from './errors.js';
 import { Metrics } from './metrics.js';
@@ -16,7 +20,10 @@ import { findingRoutes } from './routes/findings.js';
 import { nodeRoutes } from './routes/nodes.js';
 import { operationRoutes } from './routes/operations.js';
 import { reportRoutes } from './routes/reports.js';
-import { NodeStore } from './store.js';
+import type { ClusterViewStatus } from '../protocol/api.js';
+import type { ClusterAccess } from './cluster/api.js';
+import { ClusterView } from './cluster/view.js';
+import { Engine } from './engine.js';
 
 // Room for HTTP framing slack over the largest report the schema admits (MAX_REPORT_BYTES).
 export const BODY_LIMIT = MAX_REPORT_BYTES + 16 * 1024;
@@ -26,21 +33,32 @@ declare module 'fastify' {
     rawBody: string | undefined;
   }
   interface FastifyInstance {
-    nodeStore: NodeStore;
+    engine: Engine;
+    clusterView: { status: () => ClusterViewStatus };
+    // Whether reports and reads are checked at all (for the start log).
+    access: { senders: boolean; readers: boolean };
   }
 }
 
-export type AppConfig = Pick<Config, 'ttlSeconds' | 'dropAfterSeconds' | 'logLevel' | 'illumioChainPatterns'>;
+export type AppConfig = Pick<Config, 'ttlSeconds' | 'dropAfterSeconds' | 'logLevel' | 'illumioChainPatterns'> &
+  Partial<
+    Pick<Config, 'homeCluster' | 'noAgentGraceSeconds' | 'driftGraceSeconds' | 'agentServiceAccount' | 'agentTokenAudience' | 'reviewCacheSeconds' | 'illumio' | 'calicoConfigMaps'>
+  >;
 
 export interface AppOptions {
   config: AppConfig;
-  // The bearer token agents must send; none means POST /v1/reports is open.
-  token?: TokenCheck;
+  // Shared tokens bound to clusters (access/shared-tokens.ts). Without them and without a
+  // cluster view to review ServiceAccount tokens, POST /v1/reports is open.
+  shared?: SharedTokens;
+  // Serve HTTPS with this key and certificate (PEM); main.ts reloads them when the files change.
+  https?: { key: string; cert: string };
   // A pino logger to use instead of one on stdout (tests capture logs this way).
   logger?: Logger;
   // The clock, for tests; and whether to sweep for stale nodes on a timer (tests call sweep()).
   now?: () => number;
   sweep?: boolean;
+  // The Kubernetes API of the aggregator's own cluster, or why there is none (cluster view off).
+  cluster?: ClusterAccess;
 }
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
@@ -56,17 +74,22 @@ export function createLogger(level: string, destination?: pino.DestinationStream
 
 export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   const { config } = options;
-  const token = options.token ?? new TokenCheck();
   const logger = options.logger ?? createLogger(config.logLevel);
 
   const app = Fastify({
     loggerInstance: logger,
+    ...(options.https ? { https: options.https } : {}),
     // Steady state must log nothing per report: requests are logged at debug by the hook below.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
+    // A node's key is "<cluster>/<node>", the slash sent as %2F, and find-my-way measures the
+    // raw parameter: up to 63 + 3 + 253 characters. Its default of 100 answers 414 to
+    // GET /v1/nodes/:name for a long node name.
+    routerOptions: { maxParamLength: MAX_NODE_KEY + 2 },
     // For the one route ajv validates (POST /v1/reports): reject, never repair. Fastify's
-    // defaults would drop unknown fields and coerce "1" to 1.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: false } },
+    // defaults would drop unknown fields and coerce "1" to 1. allErrors: a 400 lists every
+    // problem, so an agent's bad report is fixed in one go.
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
   }) as unknown as FastifyInstance;
   // Zod validates in each route plugin (see routes/); zod serialises every response.
   app.setSerializerCompiler(serializerCompiler);
@@ -90,21 +113,49 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     }
   });
 
-  // Gauges read the store at scrape time; the store reports transitions to the metrics.
-  const metrics: Metrics = new Metrics({ known: () => store.knownNodes, stale: () => store.staleNodeCount });
-  const store = new NodeStore({
+  const engine = new Engine({
     ttlSeconds: config.ttlSeconds,
     dropAfterSeconds: config.dropAfterSeconds,
     detect: { isIllumioChain: compileChainPatterns(config.illumioChainPatterns) },
+    ...(config.homeCluster === undefined ? {} : { homeCluster: config.homeCluster }),
+    ...(config.noAgentGraceSeconds === undefined ? {} : { noAgentGraceSeconds: config.noAgentGraceSeconds }),
+    ...(config.driftGraceSeconds === undefined ? {} : { driftGraceSeconds: config.driftGraceSeconds }),
     ...(options.now ? { now: options.now } : {}),
-    onTransition: (transition) => {
-      logTransition(app.log as Logger, transition);
-      metrics.onTransition(transition);
-    },
+    onTransition: (transition) => logTransition(app.log as Logger, transition),
   });
-  app.decorate('nodeStore', store);
+  app.decorate('engine', engine);
+  // Gauges read the engine and the view at scrape time.
+  const metrics = new Metrics({ nodes: () => engine.counts(), findings: () => engine.book.counts(), clusterView: () => clusterViewStatus() });
 
-  app.setErrorHandler(makeErrorHandler((reason) => metrics.reportsRejected.inc({ reason })));
+  const access = options.cluster ?? { off: 'no cluster configured' };
+  let view: ClusterView | undefined;
+  if ('api' in access) {
+    const illumio = config.illumio ?? loadConfig({}).illumio;
+    view = new ClusterView(
+      access.api,
+      {
+        homeCluster: config.homeCluster ?? '',
+        ...(config.agentServiceAccount ? { agentServiceAccount: config.agentServiceAccount } : {}),
+        cvenNamespace: illumio.cvenNamespace,
+        cvenDaemonSet: illumio.cvenDaemonSet,
+        kubelinkDeployment: illumio.kubelinkDeployment,
+        rootCaConfigMap: illumio.rootCaConfigMap,
+        calicoConfigMaps: config.calicoConfigMaps ?? ['calico-config'],
+      },
+      logger,
+      () => engine.setClusterFacts(view!.facts()),
+      (resource, state) => metrics.viewResource(resource, state),
+    );
+    app.addHook('onReady', async () => view!.start());
+    app.addHook('onClose', async () => {
+      await view!.stop();
+      await access.api.close();
+    });
+  }
+  const clusterViewStatus = (): ClusterViewStatus => (view ? view.status() : { state: 'off', reason: 'off' in access ? access.off : 'off' });
+  app.decorate('clusterView', { status: clusterViewStatus });
+
+  app.setErrorHandler(makeErrorHandler());
   app.setNotFoundHandler((request, reply) =>
     reply.code(404).send(errorBody({ statusCode: 404, message: `no route ${request.method} ${request.url.split('?')[0]}`, reason: 'other' })),
   );
@@ -119,7 +170,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     shuttingDown = true;
   });
   if (options.sweep !== false) {
-    const timer = setInterval(() => store.sweep(), sweepIntervalMs(config.ttlSeconds));
+    const timer = setInterval(() => engine.sweep(), sweepIntervalMs(config.ttlSeconds));
     timer.unref();
     app.addHook('onClose', async () => clearInterval(timer));
   }
@@ -138,9 +189,30 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
       return { ...transformed, schema: { ...transformed.schema, body } };
     },
   });
-  await app.register(reportRoutes, { store, metrics, token, bodyLimit: BODY_LIMIT });
-  await app.register(nodeRoutes, { store });
-  await app.register(findingRoutes, { store });
-  await app.register(operationRoutes, { metrics, isShuttingDown: () => shuttingDown });
+  // Who may send and who may read (access/): ServiceAccount tokens reviewed by the API server
+  // when there is one to ask, shared tokens bound to clusters otherwise or besides.
+  const reviews =
+    'api' in access
+      ? new Reviews(access.api, (config.reviewCacheSeconds ?? 300) * 1000, {
+          asked: (kind) => metrics.reviews.inc({ kind, answer: 'asked' }),
+          cached: (kind) => metrics.reviews.inc({ kind, answer: 'cached' }),
+        })
+      : undefined;
+  const once = new OncePerCause(logger);
+  const senders = new SenderPolicy({
+    ...(options.shared ? { shared: options.shared } : {}),
+    ...(reviews ? { reviews } : {}),
+    ...(config.agentServiceAccount ? { agentServiceAccount: config.agentServiceAccount } : {}),
+    audience: config.agentTokenAudience ?? 'nodeprep',
+    homeCluster: config.homeCluster ?? '',
+  });
+  const readers = new ReaderPolicy(reviews);
+  app.decorate('access', { senders: senders.enabled, readers: readers.enabled });
+  app.decorateRequest('sender', undefined);
+  app.addHook('onRequest', readerHook(readers, once, (reason) => metrics.readsRejected.inc({ reason })));
+  await app.register(reportRoutes, { engine, metrics, access: senderHooks(senders, once), bodyLimit: BODY_LIMIT });
+  await app.register(nodeRoutes, { engine });
+  await app.register(findingRoutes, { engine });
+  await app.register(operationRoutes, { metrics, isShuttingDown: () => shuttingDown, clusterView: clusterViewStatus });
   return app;
 }

@@ -1,29 +1,42 @@
 #!/usr/bin/env node
-// Starts the aggregator: config, token, server timeouts, graceful shutdown. Nothing else.
+// Starts the aggregator: config, shared tokens, TLS, the cluster view, server timeouts, graceful
+// shutdown. Nothing else.
+import { readFile, stat } from 'node:fs/promises';
+import type { Server as TlsServer } from 'node:tls';
 import closeWithGrace from 'close-with-grace';
+import type { Logger } from 'pino';
+import { loadSharedTokens, watchSharedTokens, type SharedTokens } from './access/shared-tokens.js';
 import { buildApp, createLogger } from './app.js';
-import { readTokenFile, TokenCheck, watchTokenFile } from './auth.js';
+import { loadClusterAccess } from './cluster/api.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 
 async function main(): Promise<void> {
   let config: Config;
-  let token: TokenCheck;
+  let shared: SharedTokens | undefined;
+  let https: { key: string; cert: string } | undefined;
   try {
     config = loadConfig(process.env);
-    token = new TokenCheck(config.authTokenFile === undefined ? undefined : await readTokenFile(config.authTokenFile));
+    if (config.authTokenFile !== undefined) shared = await loadSharedTokens(config.authTokenFile, config.homeCluster);
+    if (config.tls) https = await readTls(config.tls);
   } catch (error) {
-    const message = error instanceof ConfigError ? error.message : `invalid configuration: AUTH_TOKEN_FILE: ${(error as Error).message}`;
+    const message = error instanceof ConfigError ? error.message : `invalid configuration: ${(error as Error).message}`;
     process.stderr.write(`nodeprep-aggregator: ${message}\n`);
     process.exit(2);
   }
   const logger = createLogger(config.logLevel);
-  const app = await buildApp({ config, token, logger });
-  if (config.authTokenFile !== undefined) {
-    const stop = watchTokenFile(config.authTokenFile, token, logger);
+  const cluster = loadClusterAccess(process.env, config.clusterView);
+  const app = await buildApp({ config, logger, cluster, ...(shared ? { shared } : {}), ...(https ? { https } : {}) });
+  if (config.authTokenFile !== undefined && shared) {
+    const stop = watchSharedTokens(config.authTokenFile, config.homeCluster, shared, logger);
     app.addHook('onClose', async () => stop());
-  } else {
-    logger.warn('AUTH_TOKEN_FILE is not set: POST /v1/reports accepts reports without a token');
   }
+  if (config.tls) {
+    const server = app.server as unknown as TlsServer;
+    const stop = watchTls(config.tls, (pair) => server.setSecureContext(pair), logger);
+    app.addHook('onClose', async () => stop());
+  }
+  if (!app.access.senders) logger.warn('no shared token file (AUTH_TOKEN_FILE) and no cluster view to check ServiceAccount tokens: POST /v1/reports accepts reports from anyone');
+  if (!app.access.readers) logger.warn('cluster view off: reads (/v1/*, /metrics) are not authenticated; keep the aggregator on loopback or behind a network policy');
 
   // Agents keep connections alive between reports; a slow or stuck client must not hold a socket.
   app.server.requestTimeout = 30_000;
@@ -38,7 +51,55 @@ async function main(): Promise<void> {
   });
 
   await app.listen({ port: config.port, host: config.host });
-  logger.info({ ttlSeconds: config.ttlSeconds, dropAfterSeconds: config.dropAfterSeconds, auth: token.enabled, illumioChainPatterns: config.illumioChainPatterns }, 'aggregator ready');
+  logger.info(
+    {
+      ttlSeconds: config.ttlSeconds,
+      dropAfterSeconds: config.dropAfterSeconds,
+      tls: config.tls !== undefined,
+      senders: app.access.senders ? [shared ? `${shared.size} shared token(s)` : undefined, 'api' in cluster && config.agentServiceAccount ? `ServiceAccount ${config.agentServiceAccount}` : undefined].filter(Boolean).join(', ') : 'open',
+      readers: app.access.readers ? 'TokenReview + SubjectAccessReview' : 'open',
+      illumioChainPatterns: config.illumioChainPatterns,
+      clusterView: 'api' in cluster ? `on (${cluster.source}: ${cluster.api.server})` : `off (${cluster.off})`,
+    },
+    'aggregator ready',
+  );
+}
+
+async function readTls(tls: { certFile: string; keyFile: string }): Promise<{ key: string; cert: string }> {
+  const [cert, key] = await Promise.all([readFile(tls.certFile, 'utf8'), readFile(tls.keyFile, 'utf8')]);
+  return { cert, key };
+}
+
+/**
+ * Serves a renewed certificate without a restart: cert-manager and the chart's Secret update the
+ * mounted files by swapping a symlink, so poll their modification times (as for the tokens).
+ */
+function watchTls(tls: { certFile: string; keyFile: string }, apply: (pair: { key: string; cert: string }) => unknown, log: Logger, intervalMs = 10_000): () => void {
+  let stamp = '';
+  let failing = false;
+  const poll = async () => {
+    try {
+      const [c, k] = await Promise.all([stat(tls.certFile), stat(tls.keyFile)]);
+      const now = `${c.mtimeMs}:${k.mtimeMs}`;
+      if (stamp === '') {
+        stamp = now;
+        return;
+      }
+      if (now === stamp) return;
+      apply(await readTls(tls));
+      stamp = now;
+      failing = false;
+      log.info({ certFile: tls.certFile }, 'TLS certificate reloaded');
+    } catch (error) {
+      // A pair half-way through an update (new certificate, old key) is retried at the next poll.
+      if (!failing) log.warn({ err: (error as Error).message }, 'TLS certificate not reloaded; keeping the previous one');
+      failing = true;
+    }
+  };
+  void poll();
+  const timer = setInterval(() => void poll(), intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
 }
 
 main().catch((error: unknown) => {

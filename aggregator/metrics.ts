@@ -1,10 +1,16 @@
 // Prometheus metrics (prom-client). One registry per app, so tests can build several apps.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import { FINDING_SEVERITY, type FindingCode } from '../protocol/findings.js';
-import type { Transition } from './store.js';
+import { FINDING_SEVERITY } from '../protocol/findings.js';
+import type { ClusterViewStatus, NodeCounts } from '../protocol/api.js';
 
 export type RejectReason =
   | 'unauthorized'
+  | 'forbidden_audience'
+  | 'forbidden_service_account'
+  | 'forbidden_node'
+  | 'forbidden_cluster'
+  | 'forbidden_reader'
+  | 'review_unavailable'
   | 'invalid_json'
   | 'invalid_report'
   | 'schema_version'
@@ -12,14 +18,23 @@ export type RejectReason =
   | 'unsupported_media_type'
   | 'other';
 
+export interface MetricSources {
+  nodes: () => NodeCounts;
+  // Active findings by "<code>\0<severity>".
+  findings: () => Map<string, number>;
+  clusterView: () => ClusterViewStatus;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   readonly reportsReceived: Counter;
   readonly reportsRejected: Counter<'reason'>;
   readonly ingestSeconds: Histogram;
-  private readonly findingsActive: Gauge<'code' | 'severity'>;
+  readonly readsRejected: Counter<'reason'>;
+  readonly reviews: Counter<'kind' | 'answer'>;
+  private readonly viewErrors: Counter<'resource' | 'state'>;
 
-  constructor(nodes: { known: () => number; stale: () => number }) {
+  constructor(sources: MetricSources) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'nodeprep_aggregator_' });
     this.reportsReceived = new Counter({ name: 'nodeprep_reports_received_total', help: 'Reports accepted (202).', registers });
@@ -35,24 +50,79 @@ export class Metrics {
       buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     });
-    new Gauge({ name: 'nodeprep_nodes_known', help: 'Nodes with a report in memory, stale ones included.', registers, collect() { this.set(nodes.known()); } });
-    new Gauge({ name: 'nodeprep_nodes_stale', help: 'Nodes silent for longer than NODE_TTL_SECONDS.', registers, collect() { this.set(nodes.stale()); } });
-    this.findingsActive = new Gauge({
+    new Gauge({ name: 'nodeprep_nodes_known', help: 'Nodes with a report in memory (stale ones included) or in the cluster view.', registers, collect() { this.set(sources.nodes().known); } });
+    new Gauge({ name: 'nodeprep_nodes_reporting', help: 'Nodes with a live report.', registers, collect() { this.set(sources.nodes().reporting); } });
+    new Gauge({ name: 'nodeprep_nodes_stale', help: 'Nodes silent for longer than NODE_TTL_SECONDS.', registers, collect() { this.set(sources.nodes().stale); } });
+    new Gauge({
+      name: 'nodeprep_cluster_nodes',
+      help: 'Nodes of this cluster in the Kubernetes API (state="total") and how many of them report (state="reporting"); absent while the cluster view is off.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        this.reset();
+        const counts = sources.nodes();
+        if (counts.inApi === undefined) return;
+        this.set({ state: 'total' }, counts.inApi);
+        this.set({ state: 'reporting' }, counts.inApiReporting ?? 0);
+      },
+    });
+    new Gauge({
+      name: 'nodeprep_cluster_view_state',
+      help: 'The cluster view\'s state: 1 for the current one of off, syncing, synced, degraded.',
+      labelNames: ['state'],
+      registers,
+      collect() {
+        const now = sources.clusterView().state;
+        for (const state of ['off', 'syncing', 'synced', 'degraded']) this.set({ state }, state === now ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'nodeprep_cluster_view_resource_up',
+      help: 'Per watched resource: 1 while its watch is up (or it is not served by the cluster), 0 while lost or forbidden.',
+      labelNames: ['resource'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [resource, state] of Object.entries(sources.clusterView().resources ?? {})) this.set({ resource }, state === 'synced' || state === 'not served' ? 1 : 0);
+      },
+    });
+    this.readsRejected = new Counter({ name: 'nodeprep_reads_rejected_total', help: 'GETs of /v1/* and /metrics refused (401, 403), by reason.', labelNames: ['reason'], registers });
+    for (const reason of ['unauthorized', 'forbidden_reader']) this.readsRejected.inc({ reason }, 0);
+    this.reviews = new Counter({
+      name: 'nodeprep_kube_reviews_total',
+      help: 'TokenReviews, SubjectAccessReviews and pod look-ups: asked of the API server (answer="asked") or answered from the cache (answer="cached").',
+      labelNames: ['kind', 'answer'],
+      registers,
+    });
+    this.viewErrors = new Counter({
+      name: 'nodeprep_cluster_view_errors_total',
+      help: 'Watches lost (state="unreachable") or refused (state="forbidden"), per resource.',
+      labelNames: ['resource', 'state'],
+      registers,
+    });
+    new Gauge({
       name: 'nodeprep_findings_active',
       help: 'Active findings by code and severity.',
       labelNames: ['code', 'severity'],
       registers,
+      collect() {
+        // Every usual series, so a dashboard shows 0 rather than "no data"; a code raised at
+        // another severity than its usual one adds its series while it lasts.
+        this.reset();
+        for (const [code, severity] of Object.entries(FINDING_SEVERITY)) this.set({ code, severity }, 0);
+        for (const [key, count] of sources.findings()) {
+          const [code, severity] = key.split('\0') as [string, string];
+          this.set({ code, severity }, count);
+        }
+      },
     });
-    // Every series from the start, so a dashboard shows 0 rather than "no data".
-    for (const [code, severity] of Object.entries(FINDING_SEVERITY)) this.findingsActive.set({ code, severity }, 0);
-    for (const reason of ['unauthorized', 'invalid_json', 'invalid_report', 'schema_version', 'too_large', 'unsupported_media_type']) {
+    for (const reason of ['unauthorized', 'forbidden_audience', 'forbidden_service_account', 'forbidden_node', 'forbidden_cluster', 'invalid_json', 'invalid_report', 'schema_version', 'too_large', 'unsupported_media_type']) {
       this.reportsRejected.inc({ reason }, 0);
     }
   }
 
-  onTransition({ kind, finding }: Transition): void {
-    const labels = { code: finding.code as FindingCode, severity: finding.severity };
-    if (kind === 'raised') this.findingsActive.inc(labels);
-    else this.findingsActive.dec(labels);
+  /** A watched resource changed state (cluster/informers.ts). */
+  viewResource(resource: string, state: string): void {
+    if (state === 'forbidden' || state === 'unreachable') this.viewErrors.inc({ resource, state });
   }
 }

@@ -42,14 +42,17 @@ export const FINDING_SEVERITY = {
 export type FindingCode = keyof typeof FINDING_SEVERITY;
 export const FindingCode = z.enum(Object.keys(FINDING_SEVERITY) as [FindingCode, ...FindingCode[]]);
 
+export const FINDING_NODES = 100;
+
 export const Finding = z.object({
   // Stable for the same problem (code plus what it is about), so alert pipelines can deduplicate:
   // the first 16 hex digits of SHA-256(code, subject), the same after a restart of the aggregator.
   id: z.string(),
   code: FindingCode,
   severity: Severity,
-  // Affected nodes, sorted. For the cluster-wide findings (MACHINE_ID_DUPLICATE, CALICO_MODE_MIXED)
-  // a list may be cut short where a response says so; evidence.nodeCount then has the total.
+  // Affected nodes, sorted: at most FINDING_NODES of them. A finding about more nodes (a
+  // duplicate machine ID, mixed modes) lists a sample and has the total in evidence.nodeCount;
+  // GET /v1/nodes?code=<code> lists them all.
   nodes: z.array(z.string()),
   message: z.string(),
   remediation: z.string(),

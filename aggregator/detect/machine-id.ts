@@ -61,17 +61,48 @@ export function detectMachineIdProblems(report: NodeReport): FindingDraft[] {
   return findings;
 }
 
-/** One finding per machine ID held by two or more live nodes; `nodes` may be a sample. */
-export function duplicateMachineIdFinding(machineId: string, nodes: string[], nodeCount: number): FindingDraft {
-  const shown = nodes.slice().sort();
+/**
+ * KUBELET_MACHINE_ID_STALE: the kubelet reads /etc/machine-id when it starts and publishes it as
+ * status.nodeInfo.machineID; after a fix it keeps the old one until restarted, and so does the
+ * C-VEN, which reads it the same way.
+ */
+export function detectKubeletMachineIdStale(report: NodeReport, kubeletAppId: string | undefined): FindingDraft[] {
+  const agentAppId = validMachineId(report);
+  if (kubeletAppId === undefined || agentAppId === undefined || kubeletAppId === agentAppId) return [];
+  const node = nodeKey(report);
+  return [
+    makeFinding('KUBELET_MACHINE_ID_STALE', [node], {
+      nodes: [node],
+      message: `the kubelet on ${node} still publishes another machine ID than the node's /etc/machine-id: it was not restarted after the ID changed`,
+      remediation:
+        `On ${node}: \`sudo systemctl restart kubelet\`, then restart the C-VEN pod there ` +
+        `(\`kubectl -n illumio-system delete pod -l app=illumio-ven --field-selector spec.nodeName=${report.node.name}\`): both read the ID when they start.`,
+      // Application-specific IDs (protocol/machine-id.ts): the raw IDs never leave the node.
+      evidence: { kubeletAppId, etcAppId: agentAppId },
+    }),
+  ];
+}
+
+/** One finding per machine ID held by two or more nodes; `sample` lists some, with where each ID came from. */
+export function duplicateMachineIdFinding(
+  machineId: string,
+  sample: { node: string; source: 'agent' | 'kubelet' }[],
+  nodeCount: number,
+  sources: { agent: number; kubelet: number },
+): FindingDraft {
+  const sorted = sample.slice().sort((a, b) => (a.node < b.node ? -1 : a.node > b.node ? 1 : 0));
+  const shown = sorted.map((s) => s.node);
+  const fromKubelet = sorted.filter((s) => s.source === 'kubelet').map((s) => s.node);
   return makeFinding('MACHINE_ID_DUPLICATE', [machineId], {
     nodes: shown,
-    message: `${nodeCount} nodes share one machine ID (application-specific ID ${machineId}: ${shown.join(', ')}${nodeCount > shown.length ? ', ...' : ''}): they were cloned from one image`,
+    message:
+      `${nodeCount} nodes share one machine ID (application-specific ID ${machineId}: ${shown.slice(0, 20).join(', ')}${nodeCount > 20 ? ', ...' : ''}): they were cloned from one image` +
+      (sources.kubelet > 0 ? `; for ${sources.kubelet} of them only the kubelet's copy is known (no agent report)` : ''),
     remediation:
       `On every node but one (on all of them if the ID is the image's): \`${REGENERATE}\`, ${RESTART}. ` +
       'Removing only /etc/machine-id lets the old ID come back from the D-Bus copy. ' +
       'Check with `kubectl get nodes -o custom-columns=NAME:.metadata.name,MACHINE_ID:.status.nodeInfo.machineID`. ' +
       'Fix the golden image so /etc/machine-id ships empty and every new node generates its own ID.',
-    evidence: { machineId, nodeCount },
+    evidence: { machineId, nodeCount, sources, ...(fromKubelet.length > 0 ? { kubeletOnly: fromKubelet } : {}) },
   });
 }

@@ -2,15 +2,15 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, FindingList, FindingQuery } from '../../protocol/api.js';
-import type { NodeStore } from '../store.js';
+import type { Engine } from '../engine.js';
 
-export const findingRoutes: FastifyPluginAsync<{ store: NodeStore }> = async (app, { store }) => {
+export const findingRoutes: FastifyPluginAsync<{ engine: Engine }> = async (app, { engine }) => {
   app.setValidatorCompiler(validatorCompiler);
   app.withTypeProvider<ZodTypeProvider>().get('/v1/findings', {
     schema: {
-      summary: 'Active findings, most severe first',
+      summary: 'Active findings, most severe first, a page at a time; with the node counts',
       querystring: FindingQuery,
       response: { 200: FindingList, 400: ApiError },
     },
-  }, async (request) => ({ findings: store.listFindings(request.query) }));
+  }, async (request) => ({ ...engine.listFindings(request.query), nodes: engine.counts() }));
 };

@@ -1,22 +1,26 @@
 // GET /v1/nodes and GET /v1/nodes/:name (design.md section 5).
 import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
-import { ApiError, NodeDetail, NodeList, NodeName } from '../../protocol/api.js';
+import { ApiError, NodeDetail, NodeList, NodeName, NodeQuery } from '../../protocol/api.js';
+import type { Engine } from '../engine.js';
 import { HttpError } from '../errors.js';
-import type { NodeStore } from '../store.js';
 
-export const nodeRoutes: FastifyPluginAsync<{ store: NodeStore }> = async (app, { store }) => {
+export const nodeRoutes: FastifyPluginAsync<{ engine: Engine }> = async (app, { engine }) => {
   app.setValidatorCompiler(validatorCompiler);
   const typed = app.withTypeProvider<ZodTypeProvider>();
   typed.get('/v1/nodes', {
-    schema: { summary: 'Every known node, least recently seen first', response: { 200: NodeList } },
-  }, async () => ({ nodes: store.listNodes() }));
+    schema: {
+      summary: 'Nodes that report or are in the cluster, in key order, a page at a time',
+      querystring: NodeQuery,
+      response: { 200: NodeList, 400: ApiError },
+    },
+  }, async (request) => engine.listNodes(request.query));
 
   typed.get('/v1/nodes/:name', {
     schema: { summary: "A node's latest report and its active findings", params: NodeName, response: { 200: NodeDetail, 400: ApiError, 404: ApiError } },
   }, async (request) => {
-    const node = store.getNode(request.params.name);
-    if (!node) throw new HttpError(404, `no report from node ${request.params.name}`);
+    const node = engine.getNode(request.params.name);
+    if (!node) throw new HttpError(404, `no node ${request.params.name}: no report from it, and not in the cluster view`);
     return node;
   });
 };

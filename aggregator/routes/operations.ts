@@ -2,18 +2,25 @@
 import type { FastifyPluginAsync } from 'fastify';
 import { validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { z } from 'zod';
-import { ApiError, Health } from '../../protocol/api.js';
+import { ApiError, Health, type ClusterViewStatus } from '../../protocol/api.js';
 import type { Metrics } from '../metrics.js';
 
-export const operationRoutes: FastifyPluginAsync<{ metrics: Metrics; isShuttingDown: () => boolean }> = async (app, { metrics, isShuttingDown }) => {
+export interface OperationRouteOptions {
+  metrics: Metrics;
+  isShuttingDown: () => boolean;
+  clusterView: () => ClusterViewStatus;
+}
+
+export const operationRoutes: FastifyPluginAsync<OperationRouteOptions> = async (app, { metrics, isShuttingDown, clusterView }) => {
   app.setValidatorCompiler(validatorCompiler);
   const typed = app.withTypeProvider<ZodTypeProvider>();
   typed.get('/healthz', { schema: { summary: 'Liveness: the process answers', response: { 200: Health } } }, async () => ({ status: 'ok' as const }));
 
   // Ready as soon as the app is built (state is soft: a fresh aggregator is whole again after one
   // report interval); not ready while shutting down, so the Service stops sending reports here.
-  typed.get('/readyz', { schema: { summary: 'Readiness', response: { 200: Health, 503: Health } } }, async (_request, reply) =>
-    isShuttingDown() ? reply.code(503).send({ status: 'shutting down' }) : reply.send({ status: 'ready' }),
+  // The cluster view's state is detail: reports are taken whether or not the API answers.
+  typed.get('/readyz', { schema: { summary: 'Readiness, with the cluster view\'s state', response: { 200: Health, 503: Health } } }, async (_request, reply) =>
+    isShuttingDown() ? reply.code(503).send({ status: 'shutting down', clusterView: clusterView() }) : reply.send({ status: 'ready', clusterView: clusterView() }),
   );
 
   typed.get('/metrics', { schema: { summary: 'Prometheus metrics', response: { 200: z.string() } } }, async (_request, reply) => {

@@ -4,23 +4,29 @@ import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, ReportAccepted } from '../../protocol/api.js';
 import { SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
 import { nodeKey } from '../detect/finding.js';
-import { HttpError, REPORTS_URL } from '../errors.js';
+import { HttpError, makeErrorHandler } from '../errors.js';
 import { reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
-import type { TokenCheck } from '../auth.js';
+import type { senderHooks } from '../access/hooks.js';
 import type { Metrics } from '../metrics.js';
-import type { NodeStore } from '../store.js';
+import type { Engine } from '../engine.js';
 
 export interface ReportRouteOptions {
-  store: NodeStore;
+  engine: Engine;
   metrics: Metrics;
-  token: TokenCheck;
+  // Who may send which report (access/): before the body is read, then for its node and cluster.
+  access: ReturnType<typeof senderHooks>;
   bodyLimit: number;
 }
 
+export const REPORTS_URL = '/v1/reports';
+
 // This plugin sets no validator compiler, so the body schema (JSON Schema generated from the zod
 // NodeReport, see report-validation.ts) is compiled by fastify's ajv; responses use zod.
-export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { store, metrics, token, bodyLimit }) => {
+export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { engine, metrics, access, bodyLimit }) => {
   const bodySchema = reportJsonSchema();
+  // Encapsulated to this plugin: every refusal of a report, from the token check to the body
+  // limit, is counted by reason; other routes' errors are not.
+  app.setErrorHandler(makeErrorHandler((reason) => metrics.reportsRejected.inc({ reason })));
   app.withTypeProvider<ZodTypeProvider>().post(
     REPORTS_URL,
     {
@@ -28,19 +34,13 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
       schema: {
         summary: 'Submit a NodeReport (sent by the nodeprep agent)',
         body: bodySchema,
-        response: { 202: ReportAccepted, 400: ApiError, 401: ApiError, 413: ApiError, 415: ApiError },
+        response: { 202: ReportAccepted, 400: ApiError, 401: ApiError, 403: ApiError, 413: ApiError, 415: ApiError },
         security: [{ bearer: [] }],
       },
-      // Before the body is read, so a client without the token costs no parsing.
-      // Callback-style hooks: no promise per request on the hot path.
-      onRequest: (request, reply, done) => {
-        if (token.accepts(request.headers.authorization)) {
-          done();
-          return;
-        }
-        reply.header('www-authenticate', 'Bearer');
-        done(new HttpError(401, 'missing or wrong bearer token (Authorization: Bearer <token>)', 'unauthorized'));
-      },
+      // Before the body is read, so a client without a valid token costs no parsing.
+      onRequest: access.onRequest,
+      // After validation: the sender may speak only for its own node and cluster.
+      preHandler: access.preHandler,
       // A report another schema version fails validation somewhere; say why instead of where.
       preValidation: (request, _reply, done) => {
         const version = (request.body as { schemaVersion?: unknown } | null)?.schemaVersion;
@@ -57,7 +57,7 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
       const report = request.body as NodeReport;
       const issues = reportTotalsIssues(report);
       if (issues.length > 0) throw new HttpError(400, `body.${issues[0]!.path}: ${issues[0]!.message}`, 'invalid_report', issues);
-      const findings = store.ingest(report, request.rawBody ?? JSON.stringify(report));
+      const findings = engine.ingest(report, request.rawBody ?? JSON.stringify(report));
       metrics.reportsReceived.inc();
       // Up to the answer being ready; writing it to the socket is not ingest.
       metrics.ingestSeconds.observe(reply.elapsedTime / 1000);

@@ -1,10 +1,9 @@
 // Start-up configuration and the token check.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import t from 'tap';
-import { readTokenFile, TokenCheck } from '../../aggregator/auth.js';
 import { ConfigError, DEFAULT_ILLUMIO_CHAIN_PATTERNS, loadConfig, sweepIntervalMs } from '../../aggregator/config.js';
 
 t.test('defaults', async (t) => {
@@ -16,6 +15,25 @@ t.test('defaults', async (t) => {
     dropAfterSeconds: 3600,
     logLevel: 'info',
     illumioChainPatterns: DEFAULT_ILLUMIO_CHAIN_PATTERNS,
+    homeCluster: '',
+    noAgentGraceSeconds: 180,
+    driftGraceSeconds: 360,
+    clusterView: 'auto',
+    agentServiceAccount: undefined,
+    agentTokenAudience: 'nodeprep',
+    reviewCacheSeconds: 300,
+    tls: undefined,
+    illumio: {
+      cvenNamespace: 'illumio-system',
+      cvenDaemonSet: 'illumio-ven',
+      kubelinkDeployment: 'illumio-kubelink',
+      rootCaConfigMap: 'illumio-system/root-ca-config',
+      rootCaExpiryWarningDays: 30,
+      pceUrl: undefined,
+      policySize: undefined,
+      workloads: undefined,
+    },
+    calicoConfigMaps: ['calico-config'],
   });
 });
 
@@ -35,6 +53,12 @@ t.test('a bad value names its variable', async (t) => {
     [{ NODE_TTL_SECONDS: 'soon' }, 'NODE_TTL_SECONDS'],
     [{ NODE_TTL_SECONDS: '60', NODE_DROP_AFTER_SECONDS: '30' }, 'NODE_DROP_AFTER_SECONDS'],
     [{ LOG_LEVEL: 'verbose' }, 'LOG_LEVEL'],
+    [{ CLUSTER_NAME: 'Prod/EU' }, 'CLUSTER_NAME'],
+    [{ CLUSTER_VIEW: 'on' }, 'CLUSTER_VIEW'],
+    [{ AGENT_SERVICE_ACCOUNT: 'nodeprep-agent' }, 'AGENT_SERVICE_ACCOUNT'],
+    [{ TLS_CERT_FILE: '/tls/tls.crt' }, 'TLS_KEY_FILE'],
+    [{ ROOT_CA_CONFIGMAP: 'illumio-system/root/ca' }, 'ROOT_CA_CONFIGMAP'],
+    [{ WORKLOADS: 'many' }, 'WORKLOADS'],
   ];
   for (const [env, variable] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: new RegExp(`^invalid configuration: ${variable}`) }, JSON.stringify(env));
@@ -48,29 +72,6 @@ t.test('the stale sweep runs often enough for NODE_STALE within TTL + 1 s', asyn
   t.equal(sweepIntervalMs(0.01), 50);
 });
 
-t.test('TokenCheck', async (t) => {
-  const check = new TokenCheck('abc');
-  t.ok(check.enabled);
-  t.ok(check.accepts('Bearer abc'));
-  t.notOk(check.accepts('Bearer abd'));
-  t.notOk(check.accepts('Bearer ab'));
-  t.notOk(check.accepts('abc'));
-  t.notOk(check.accepts('Basic abc'));
-  t.notOk(check.accepts(undefined));
-  t.ok(new TokenCheck().accepts(undefined), 'no token configured: open');
-  check.set('rotated');
-  t.ok(check.accepts('Bearer rotated'));
-  t.notOk(check.accepts('Bearer abc'));
-});
-
-t.test('readTokenFile trims and refuses an empty file', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'nodeprep-token-'));
-  writeFileSync(join(dir, 'ok'), 'tok\n');
-  writeFileSync(join(dir, 'empty'), '\n');
-  t.equal(await readTokenFile(join(dir, 'ok')), 'tok');
-  await t.rejects(readTokenFile(join(dir, 'empty')), /empty/);
-});
-
 // The built entry point (npm test builds first): bad config is one line naming the variable.
 const main = join(import.meta.dirname, '..', '..', 'dist', 'aggregator', 'main.js');
 t.test('main exits non-zero on bad config', { skip: existsSync(main) ? false : 'run npm run build first' }, async (t) => {
@@ -80,5 +81,11 @@ t.test('main exits non-zero on bad config', { skip: existsSync(main) ? false : '
   t.equal(bad.stderr.trim().split('\n').length, 1, 'one line');
   const missing = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, AUTH_TOKEN_FILE: '/nonexistent/token' }, encoding: 'utf8', timeout: 10_000 });
   t.equal(missing.status, 2);
-  t.match(missing.stderr, /AUTH_TOKEN_FILE/);
+  t.match(missing.stderr, /\/nonexistent\/token/);
+  const dir = mkdtempSync(join(tmpdir(), 'nodeprep-token-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  writeFileSync(join(dir, 'tokens'), 'abc edge\nabc core\n');
+  const twice = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, AUTH_TOKEN_FILE: join(dir, 'tokens'), CLUSTER_VIEW: 'off' }, encoding: 'utf8', timeout: 10_000 });
+  t.equal(twice.status, 2);
+  t.match(twice.stderr, /line 2: the same token is bound to two clusters/);
 });

@@ -3,8 +3,11 @@
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { buildApp, BODY_LIMIT, createLogger } from '../../aggregator/app.js';
-import { TokenCheck } from '../../aggregator/auth.js';
-import { LIMITS, MAX_REPORT_BYTES } from '../../protocol/report.js';
+import { SharedTokens, parseSharedTokens } from '../../aggregator/access/shared-tokens.js';
+import { reportJsonSchema } from '../../aggregator/report-validation.js';
+import { MAX_CLUSTER_NAME, MAX_NODE_NAME } from '../../protocol/names.js';
+import { LIMITS, MAX_REPORT_BYTES, type NodeReport } from '../../protocol/report.js';
+import { PRINTABLE } from '../../protocol/text.js';
 import { buildReport } from '../support/reports.js';
 
 const TOKEN = 's3cret-token-value';
@@ -13,7 +16,7 @@ const config = { ttlSeconds: 60, dropAfterSeconds: 3600, logLevel: 'debug' as co
 async function setup(t: { teardown: (fn: () => unknown) => void }, options: { token?: string; level?: string } = {}) {
   const lines: string[] = [];
   const logger = createLogger(options.level ?? 'info', new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }) as never);
-  const app = await buildApp({ config, logger, sweep: false, ...(options.token ? { token: new TokenCheck(options.token) } : {}) });
+  const app = await buildApp({ config, logger, sweep: false, ...(options.token ? { shared: sharedTokens(options.token) } : {}) });
   t.teardown(() => app.close());
   const post = (payload: unknown, headers: Record<string, string> = {}) =>
     app.inject({
@@ -155,7 +158,7 @@ t.test('GET routes', async (t) => {
   t.match((await app.inject('/v1/nodes/nobody')).json(), { statusCode: 404, message: /nobody/ });
   t.equal((await app.inject('/no/such/route')).statusCode, 404);
   t.same((await app.inject('/healthz')).json(), { status: 'ok' });
-  t.same((await app.inject('/readyz')).json(), { status: 'ready' });
+  t.same((await app.inject('/readyz')).json(), { status: 'ready', clusterView: { state: 'off', reason: 'no cluster configured' } });
   const metrics = await app.inject('/metrics');
   t.match(metrics.headers['content-type'], /text\/plain/);
   for (const name of ['nodeprep_reports_received_total', 'nodeprep_reports_rejected_total', 'nodeprep_nodes_known', 'nodeprep_nodes_stale', 'nodeprep_findings_active', 'nodeprep_report_ingest_seconds_bucket']) {
@@ -187,7 +190,7 @@ t.test('GET /openapi.json describes every route from the route schemas', async (
   const body = doc.paths['/v1/reports'].post.requestBody.content['application/json'].schema;
   t.equal(body.additionalProperties, false, 'unknown report fields are refused, as documented');
   t.ok(body.properties.machineId && body.properties.iptables, 'the NodeReport schema');
-  t.same(doc.paths['/v1/findings'].get.parameters.map((p: { name: string }) => p.name).sort(), ['code', 'node', 'severity']);
+  t.same(doc.paths['/v1/findings'].get.parameters.map((p: { name: string }) => p.name).sort(), ['code', 'continue', 'limit', 'node', 'severity']);
 });
 
 t.test('NODE_STALE through the API with an injected clock', async (t) => {
@@ -196,8 +199,74 @@ t.test('NODE_STALE through the API with an injected clock', async (t) => {
   t.teardown(() => app.close());
   await app.inject({ method: 'POST', url: '/v1/reports', payload: buildReport({ name: 'quiet' }) });
   now += 2000;
-  app.nodeStore.sweep();
+  app.engine.sweep();
   const res = await app.inject('/v1/findings?code=NODE_STALE');
   t.match(res.json().findings, [{ code: 'NODE_STALE', nodes: ['quiet'] }]);
   t.match((await app.inject('/v1/nodes')).json().nodes, [{ name: 'quiet', stale: true }]);
 });
+
+t.test('control characters and lone surrogates: the pattern survives the JSON Schema and ajv refuses them', async (t) => {
+  // Each would be a six-byte escape in JSON: allowed, they would break the report size bound.
+  const schema = JSON.stringify(reportJsonSchema());
+  t.ok(schema.includes(JSON.stringify(PRINTABLE.source)), 'the generated JSON Schema carries the pattern');
+  const { post, nodes } = await setup(t, { token: TOKEN });
+  const rule = /control characters.*unpaired surrogates/;
+  const cases: [string, (r: NodeReport) => void, string, RegExp][] = [
+    ['a NUL in an error message', (r) => (r.errors = [{ source: 'nft', message: 'a\u0000b' }]), 'errors.0.message', rule],
+    ['a newline in a rule comment', (r) => (r.iptables[0]!.tables[0]!.builtinChains[0]!.rules[0] = { target: 'X', comment: 'two\nlines' }), 'iptables.0.tables.0.builtinChains.0.rules.0.comment', rule],
+    ['DEL in the agent version', (r) => (r.agent.version = '1.0\u007f'), 'agent.version', rule],
+    ['a lone surrogate in a chain name', (r) => (r.iptables[0]!.tables[0]!.userChains.names[0] = 'cali-\ud800'), 'iptables.0.tables.0.userChains.names.0', rule],
+    ['a control character in a chain family (a key)', (r) => (r.iptables[0]!.tables[0]!.userChains.families = { 'KUBE-\u0001': 1 }), 'iptables.0.tables.0.userChains.families.KUBE-\u0001', /printable ASCII/],
+  ];
+  for (const [name, spoil, path, message] of cases) {
+    const report = structuredClone(buildReport({ name: 'spoilt' })); // buildReport shares its rules
+    spoil(report);
+    const res = await post(report); // JSON.stringify writes them as \u escapes, as an agent would
+    t.equal(res.statusCode, 400, `${name}: 400`);
+    t.match(res.json().issues, [{ path, message }], `${name}: the field and why`);
+  }
+  const paired = buildReport({ name: 'paired' });
+  paired.errors = [{ source: 'nft', message: 'a well-formed pair \ud834\udd1e is fine' }];
+  t.equal((await post(paired)).statusCode, 202);
+  t.same((await nodes()).map((n) => n.name), ['paired'], 'no refused report was kept');
+});
+
+t.test('a 400 lists every problem, not only the first', async (t) => {
+  const { post } = await setup(t);
+  const report = buildReport({ name: 'many-problems' });
+  const bad = { ...report, extra: 1, collectedAt: 'yesterday', illumio: { hostDataDir: 'yes', serverVen: false } };
+  const res = await post(bad);
+  t.equal(res.statusCode, 400);
+  const paths = (res.json().issues as { path: string }[]).map((i) => i.path);
+  for (const path of ['extra', 'collectedAt', 'illumio.hostDataDir']) t.ok(paths.includes(path), `${path} is listed`);
+  t.match(res.json().message, /\(and \d+ more problems\)/);
+});
+
+t.test('the Bearer scheme is case-insensitive (RFC 7235)', async (t) => {
+  const { post } = await setup(t, { token: TOKEN });
+  for (const scheme of ['Bearer', 'bearer', 'BEARER', 'bEaReR']) {
+    t.equal((await post(buildReport(), { authorization: `${scheme} ${TOKEN}` })).statusCode, 202, scheme);
+  }
+  t.equal((await post(buildReport(), { authorization: `Bearer   ${TOKEN}` })).statusCode, 202, 'several spaces');
+  for (const wrong of [`Basic ${TOKEN}`, `Bearer${TOKEN}`, `Bearer ${TOKEN.toUpperCase()}`]) {
+    t.equal((await post(buildReport(), { authorization: wrong })).statusCode, 401, wrong);
+  }
+});
+
+t.test('GET /v1/nodes/:name reads back the longest node key, <cluster>/<node>', async (t) => {
+  const { app, post } = await setup(t);
+  const cluster = 'c'.repeat(MAX_CLUSTER_NAME);
+  const name = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+  t.equal(name.length, MAX_NODE_NAME);
+  t.equal((await post(buildReport({ name, cluster }))).statusCode, 202);
+  const res = await app.inject(`/v1/nodes/${encodeURIComponent(`${cluster}/${name}`)}`);
+  t.equal(res.statusCode, 200, 'not 414');
+  t.equal(res.json().name, `${cluster}/${name}`);
+  t.equal((await app.inject(`/v1/findings?node=${encodeURIComponent(`${cluster}/${name}`)}`)).statusCode, 200, 'the same key as a filter');
+});
+
+function sharedTokens(token: string): SharedTokens {
+  const tokens = new SharedTokens();
+  tokens.replace(parseSharedTokens(`${token}\n`, ''));
+  return tokens;
+}

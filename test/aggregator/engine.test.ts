@@ -1,11 +1,11 @@
-// The store over time: replace-not-merge, cluster-wide findings from its indexes, staleness,
+// The engine over time: replace-not-merge, cluster-wide findings from its indexes, staleness,
 // and transitions (each raised and resolved once). The clock is a variable; nothing waits.
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { pino } from 'pino';
 import { logTransition } from '../../aggregator/alerts.js';
 import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
-import { NodeStore, type Transition } from '../../aggregator/store.js';
+import { Engine, type Transition } from '../../aggregator/engine.js';
 import type { NodeReport } from '../../protocol/report.js';
 import { buildReport } from '../support/reports.js';
 
@@ -22,7 +22,7 @@ function harness(ttlSeconds = 10, dropAfterSeconds = 100) {
       },
     }),
   );
-  const store = new NodeStore({
+  const engine = new Engine({
     ttlSeconds,
     dropAfterSeconds,
     detect: { isIllumioChain: compileChainPatterns('illumio*') },
@@ -32,13 +32,15 @@ function harness(ttlSeconds = 10, dropAfterSeconds = 100) {
       logTransition(log, transition);
     },
   });
-  const ingest = (report: NodeReport) => store.ingest(report, JSON.stringify(report));
+  const ingest = (report: NodeReport) => engine.ingest(report, JSON.stringify(report));
   const advance = (seconds: number) => {
     now += seconds * 1000;
-    store.sweep();
+    engine.sweep();
   };
   const seen = () => transitions.map((x) => `${x.kind} ${x.finding.code} ${x.finding.nodes.join(',')}`);
-  return { store, ingest, advance, transitions, lines, seen };
+  const findings = (query: Parameters<Engine['listFindings']>[0] = {}) => engine.listFindings(query).findings;
+  const nodes = () => engine.listNodes({ limit: 500 }).nodes;
+  return { engine, ingest, advance, transitions, lines, seen, findings, nodes };
 }
 
 const SHARED = '0123456789abcdef0123456789abcdef';
@@ -57,15 +59,15 @@ t.test('two nodes share a machine ID, then one is fixed: raised once, resolved o
     h.ingest(buildReport({ name: 'b', machineId: SHARED }));
   }
   t.equal(h.transitions.length, 1, 'no transition per report');
-  const [duplicate] = h.store.listFindings();
-  t.match(duplicate, { code: 'MACHINE_ID_DUPLICATE', severity: 'critical', nodes: ['a', 'b'], evidence: { machineId: SHARED, nodeCount: 2 } });
+  const [duplicate] = h.findings();
+  t.match(duplicate, { code: 'MACHINE_ID_DUPLICATE', severity: 'critical', nodes: ['a', 'b'], evidence: { machineId: SHARED, nodeCount: 2, sources: { agent: 2, kubelet: 0 } } });
   t.match(duplicate!.remediation, /systemd-machine-id-setup/);
   t.match(duplicate!.remediation, /D-Bus/);
 
   h.ingest(buildReport({ name: 'b' })); // b regenerated its ID
   t.same(h.seen(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved MACHINE_ID_DUPLICATE a,b']);
   t.equal(h.transitions[0]!.finding.id, h.transitions[1]!.finding.id, 'same id raised and resolved');
-  t.same(h.store.listFindings(), []);
+  t.same(h.findings(), []);
 
   const alerts = h.lines.filter((l) => l.msg === 'finding raised' || l.msg === 'finding resolved');
   t.equal(alerts.length, 2, 'each logged once');
@@ -78,7 +80,7 @@ t.test('a third node joining a duplicate group is the same finding', async (t) =
   const h = harness();
   for (const name of ['a', 'b', 'c']) h.ingest(buildReport({ name, machineId: SHARED }));
   t.equal(h.transitions.length, 1);
-  t.same(h.store.listFindings()[0]!.nodes, ['a', 'b', 'c']);
+  t.same(h.findings()[0]!.nodes, ['a', 'b', 'c']);
   h.ingest(buildReport({ name: 'c' }));
   t.equal(h.transitions.length, 1, 'still two nodes share it');
 });
@@ -87,10 +89,10 @@ t.test('a report replaces the previous one: what it no longer says is resolved',
   const h = harness();
   h.ingest(buildReport({ name: 'a', calico: 'insert' }));
   t.same(h.seen(), ['raised CALICO_INSERT_MODE a']);
-  const since = h.store.listFindings()[0]!.since;
+  const since = h.findings()[0]!.since;
   h.advance(1);
   h.ingest(buildReport({ name: 'a', calico: 'insert' }, { agent: { version: '0.2.0' } })); // new facts, same problem
-  t.equal(h.store.listFindings()[0]!.since, since, 'since survives a replacement');
+  t.equal(h.findings()[0]!.since, since, 'since survives a replacement');
   h.ingest(buildReport({ name: 'a' }));
   t.same(h.seen(), ['raised CALICO_INSERT_MODE a', 'resolved CALICO_INSERT_MODE a']);
 });
@@ -103,9 +105,9 @@ t.test('nodes disagreeing on the mode: CALICO_MODE_MIXED, per cluster', async (t
   t.same(h.seen(), ['raised CALICO_INSERT_MODE two/c'], 'different clusters do not mix; nodes are named <cluster>/<node>');
   h.ingest(buildReport({ name: 'd', cluster: 'one', calico: 'insert' }));
   t.same(h.seen().slice(1).sort(), ['raised CALICO_INSERT_MODE one/d', 'raised CALICO_MODE_MIXED one/d']);
-  const mixed = h.store.listFindings({ code: 'CALICO_MODE_MIXED' })[0]!;
+  const mixed = h.findings({ code: 'CALICO_MODE_MIXED' })[0]!;
   t.match(mixed.evidence, { cluster: 'one', counts: { insert: 1, append: 2 }, minority: 'insert' });
-  t.ok(h.store.listFindings({ node: 'one/a' }).some((f) => f.code === 'CALICO_MODE_MIXED'), 'every voting node of the cluster is concerned');
+  t.ok(h.findings({ node: 'one/a' }).some((f) => f.code === 'CALICO_MODE_MIXED'), 'every voting node of the cluster is concerned');
   h.ingest(buildReport({ name: 'd', cluster: 'one' }));
   t.same(h.seen().slice(3).sort(), ['resolved CALICO_INSERT_MODE one/d', 'resolved CALICO_MODE_MIXED one/d']);
 });
@@ -118,14 +120,14 @@ t.test('a silent node goes stale, leaves the live indexes, comes back, and is dr
   h.ingest(buildReport({ name: 'b', machineId: SHARED }));
   h.advance(5.5); // a: 10.5 s silent, b: 5.5 s
   t.same(h.seen(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved MACHINE_ID_DUPLICATE a,b', 'raised NODE_STALE a'], 'a stale node duplicates nobody');
-  t.same(h.store.listNodes().map((n) => [n.name, n.stale]), [['a', true], ['b', false]]);
-  t.equal(h.store.staleNodeCount, 1);
+  t.same(h.nodes().map((n) => [n.name, n.stale]), [['a', true], ['b', false]]);
+  t.equal(h.engine.counts().stale, 1);
   h.advance(1);
   t.equal(h.transitions.length, 3, 'stale is raised once');
 
   h.ingest(buildReport({ name: 'a', machineId: SHARED }));
   t.same(h.seen().slice(3).sort(), ['raised MACHINE_ID_DUPLICATE a,b', 'resolved NODE_STALE a']);
-  t.equal(h.store.staleNodeCount, 0);
+  t.equal(h.engine.counts().stale, 0);
 
   h.ingest(buildReport({ name: 'a' }));
   h.advance(15);
@@ -133,8 +135,8 @@ t.test('a silent node goes stale, leaves the live indexes, comes back, and is dr
   h.advance(200);
   const tail = h.transitions.slice(8).map((x) => `${x.kind} ${x.finding.code} ${x.finding.nodes.join(',')}${x.reason ? ` (${x.reason})` : ''}`);
   t.same(tail.sort(), ['resolved NODE_STALE a (node dropped)', 'resolved NODE_STALE b (node dropped)']);
-  t.equal(h.store.knownNodes, 0, 'both dropped');
-  t.same(h.store.listFindings(), []);
+  t.equal(h.engine.counts().known, 0, 'both dropped');
+  t.same(h.findings(), []);
 });
 
 t.test('a heartbeat (same facts, new collectedAt) only refreshes the node', async (t) => {
@@ -144,8 +146,8 @@ t.test('a heartbeat (same facts, new collectedAt) only refreshes the node', asyn
   h.ingest(buildReport({ name: 'a', calico: 'insert' }, { collectedAt: '2025-01-01T00:00:08.000Z' }));
   h.advance(8);
   t.equal(h.transitions.length, 1, 'not stale: the heartbeat counted');
-  const node = h.store.getNode('a')!;
-  t.equal(node.report.collectedAt, '2025-01-01T00:00:08.000Z');
+  const node = h.engine.getNode('a')!;
+  t.equal(node.report?.collectedAt, '2025-01-01T00:00:08.000Z');
   t.equal(node.lastSeen, '2025-01-01T00:00:08.000Z');
   t.equal(node.activeFindings.length, 1);
 });
@@ -155,12 +157,12 @@ t.test('getNode returns the report as received; listFindings filters', async (t)
   const report = buildReport({ name: 'a', calico: 'insert' }, { illumio: { hostDataDir: false, serverVen: true } });
   h.ingest(report);
   h.ingest(buildReport({ name: 'b', calico: 'none' }));
-  t.same(h.store.getNode('a')!.report, report);
-  t.equal(h.store.getNode('nope'), undefined);
-  t.same(h.store.listFindings().map((f) => f.code), ['ILLUMIO_SERVER_VEN', 'CALICO_INSERT_MODE'], 'most severe first');
-  t.same(h.store.listFindings({ severity: 'critical' }).map((f) => f.code), ['ILLUMIO_SERVER_VEN']);
-  t.same(h.store.listFindings({ code: 'CALICO_INSERT_MODE' }).map((f) => f.nodes), [['a']]);
-  t.same(h.store.listFindings({ node: 'b' }), []);
-  t.same(h.store.listFindings({ node: 'unknown' }), []);
-  t.same(h.store.listNodes().map((n) => [n.name, n.findings, n.calicoMode]), [['a', 2, 'insert'], ['b', 0, undefined]]);
+  t.same(h.engine.getNode('a')!.report, report);
+  t.equal(h.engine.getNode('nope'), undefined);
+  t.same(h.findings().map((f) => f.code), ['ILLUMIO_SERVER_VEN', 'CALICO_INSERT_MODE'], 'most severe first');
+  t.same(h.findings({ severity: 'critical' }).map((f) => f.code), ['ILLUMIO_SERVER_VEN']);
+  t.same(h.findings({ code: 'CALICO_INSERT_MODE' }).map((f) => f.nodes), [['a']]);
+  t.same(h.findings({ node: 'b' }), []);
+  t.same(h.findings({ node: 'unknown' }), []);
+  t.same(h.nodes().map((n) => [n.name, n.findings, n.calicoMode]), [['a', 2, 'insert'], ['b', 0, undefined]]);
 });

@@ -1,0 +1,153 @@
+// Who may send which report, and who may read (design.md section 9, identity): one small layer in
+// front of the routes (fastify hooks in hooks.ts), the decisions here.
+//
+// Senders. An agent of this cluster presents its projected ServiceAccount token (audience
+// AGENT_TOKEN_AUDIENCE): a TokenReview says whose it is; only AGENT_SERVICE_ACCOUNT is accepted,
+// and only for the node its pod runs on (the token's node-name claim, else its pod's
+// spec.nodeName). Agents of other clusters, or every agent while the cluster view is off, present
+// a shared token bound to one cluster name (shared-tokens.ts).
+//
+// Readers. With the cluster view on, every GET of /v1/* and /metrics needs a bearer token that a
+// TokenReview accepts and a SubjectAccessReview allows for the path (RBAC nonResourceURLs, the
+// chart's <fullname>-viewer ClusterRole). With the view off (local mode) reads are open.
+import type { NodeReport } from '../../protocol/report.js';
+import type { Reviews, TokenIdentity } from './reviews.js';
+import type { SharedTokens } from './shared-tokens.js';
+
+// The claims the API server adds to a token bound to a pod (KEP-4193), as TokenReview extra.
+const NODE_NAME = 'authentication.kubernetes.io/node-name';
+const POD_NAME = 'authentication.kubernetes.io/pod-name';
+const POD_UID = 'authentication.kubernetes.io/pod-uid';
+
+export type Sender =
+  // Nothing to check with (no shared tokens, no cluster view): local mode.
+  | { kind: 'open' }
+  | { kind: 'shared'; cluster: string }
+  | { kind: 'agent'; serviceAccount: string; node?: string; pod?: { namespace: string; name: string; uid?: string } };
+
+export type RejectReason = 'unauthorized' | 'forbidden_audience' | 'forbidden_service_account' | 'forbidden_node' | 'forbidden_cluster' | 'forbidden_reader' | 'review_unavailable';
+
+export interface Refusal {
+  // 503: the API server could not be asked; worth trying again (agents retry 5xx).
+  status: 401 | 403 | 503;
+  reason: RejectReason;
+  message: string;
+  // What to log once: the same cause is not logged again (a misconfigured agent retries forever).
+  cause: string;
+}
+
+export interface SenderPolicyOptions {
+  shared?: SharedTokens;
+  // Without reviews (cluster view off) ServiceAccount tokens cannot be checked.
+  reviews?: Reviews;
+  agentServiceAccount?: string; // "<namespace>/<name>"
+  audience: string;
+  homeCluster: string;
+}
+
+const refuse = (status: 401 | 403, reason: RejectReason, message: string, cause = message): Refusal => ({ status, reason, message, cause });
+
+/** The API server could not answer a review: not the caller's fault, and worth another try. */
+function unavailable(err: unknown): Refusal {
+  const message = `cannot check the token now: the Kubernetes API did not answer the review (${(err as Error).message.slice(0, 200)})`;
+  return { status: 503, reason: 'review_unavailable', message, cause: 'review unavailable' };
+}
+
+export class SenderPolicy {
+  constructor(private readonly options: SenderPolicyOptions) {}
+
+  /** Whether anything is checked at all (no shared tokens and no reviews: reports are open). */
+  get enabled(): boolean {
+    return this.options.shared !== undefined || (this.options.reviews !== undefined && this.options.agentServiceAccount !== undefined);
+  }
+
+  /** Who sends, from the bearer token, before the body is read. */
+  async authenticate(token: string | undefined): Promise<Sender | Refusal> {
+    if (!this.enabled) return { kind: 'open' };
+    if (token === undefined) return refuse(401, 'unauthorized', 'missing bearer token (Authorization: Bearer <token>)');
+    const cluster = this.options.shared?.clusterOf(token);
+    if (cluster !== undefined) return { kind: 'shared', cluster };
+    const { reviews, agentServiceAccount } = this.options;
+    if (!reviews || !agentServiceAccount) return refuse(401, 'unauthorized', 'unknown bearer token');
+    let identity: TokenIdentity;
+    try {
+      identity = await reviews.tokenReview(token, [this.options.audience]);
+    } catch (err) {
+      return unavailable(err);
+    }
+    if (!identity.authenticated) {
+      // A valid ServiceAccount token minted for another audience is the agent misconfigured, not
+      // an unknown caller: say which audience is wanted.
+      if (/audience/i.test(identity.error)) {
+        return refuse(403, 'forbidden_audience', `the token is not for audience "${this.options.audience}": project the ServiceAccount token with audience ${this.options.audience}`, 'wrong audience');
+      }
+      return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, `not accepted: ${identity.error.slice(0, 200)}`);
+    }
+    const [namespace, name] = agentServiceAccount.split('/');
+    if (identity.username !== `system:serviceaccount:${namespace}:${name}`) {
+      return refuse(403, 'forbidden_service_account', `${identity.username} may not send reports: only the agents' ServiceAccount ${agentServiceAccount} may`, `wrong service account ${identity.username}`);
+    }
+    const node = identity.extra[NODE_NAME]?.[0];
+    const pod = identity.extra[POD_NAME]?.[0];
+    const podUid = identity.extra[POD_UID]?.[0];
+    return {
+      kind: 'agent',
+      serviceAccount: identity.username,
+      ...(node ? { node } : {}),
+      ...(pod ? { pod: { namespace: namespace!, name: pod, ...(podUid ? { uid: podUid } : {}) } } : {}),
+    };
+  }
+
+  /** Whether that sender may send this report: its node, its cluster. */
+  async authorize(sender: Sender, report: Pick<NodeReport, 'node'>): Promise<Refusal | undefined> {
+    const cluster = report.node.cluster ?? '';
+    if (sender.kind === 'open') return undefined;
+    if (sender.kind === 'shared') {
+      if (cluster === sender.cluster) return undefined;
+      return refuse(403, 'forbidden_cluster', `this token is bound to ${sender.cluster === '' ? 'this aggregator\'s own cluster' : `cluster ${sender.cluster}`}, and the report is from ${cluster === '' ? 'no named cluster' : `cluster ${cluster}`}`, `cluster ${cluster} with a token for ${sender.cluster}`);
+    }
+    if (cluster !== this.options.homeCluster) {
+      return refuse(403, 'forbidden_cluster', `agents of this cluster report as cluster "${this.options.homeCluster}" (CLUSTER_NAME), not "${cluster}"`, `agent reports cluster ${cluster}`);
+    }
+    let node = sender.node;
+    if (node === undefined && sender.pod && this.options.reviews) {
+      try {
+        node = await this.options.reviews.podNode(sender.pod.namespace, sender.pod.name, sender.pod.uid);
+      } catch (err) {
+        return unavailable(err);
+      }
+    }
+    if (node === undefined) {
+      return refuse(403, 'forbidden_node', 'the token names no node: it must be the ServiceAccount token projected into the agent pod (bound to the pod)', 'token without node');
+    }
+    if (node !== report.node.name) {
+      return refuse(403, 'forbidden_node', `the token is for the agent on node ${node}, and the report is for node ${report.node.name}`, `node ${report.node.name} claimed by the agent on ${node}`);
+    }
+    return undefined;
+  }
+}
+
+export class ReaderPolicy {
+  constructor(private readonly reviews: Reviews | undefined) {}
+
+  /** Reads are checked only when there is an API to ask (the cluster view on). */
+  get enabled(): boolean {
+    return this.reviews !== undefined;
+  }
+
+  async check(token: string | undefined, path: string): Promise<Refusal | undefined> {
+    if (!this.reviews) return undefined;
+    if (token === undefined) return refuse(401, 'unauthorized', 'missing bearer token: reading needs a token (kubectl create token <serviceaccount>) allowed by the nodeprep-viewer ClusterRole');
+    let identity: TokenIdentity;
+    let allowed: boolean;
+    try {
+      identity = await this.reviews.tokenReview(token, []);
+      if (!identity.authenticated) return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, `reader not accepted: ${identity.error.slice(0, 200)}`);
+      allowed = await this.reviews.mayGet(identity, path);
+    } catch (err) {
+      return unavailable(err);
+    }
+    if (allowed) return undefined;
+    return refuse(403, 'forbidden_reader', `${identity.username} may not get ${path}: bind it to the nodeprep-viewer ClusterRole (kubectl create clusterrolebinding ... --clusterrole=<release>-viewer)`, `reader ${identity.username} on ${path}`);
+  }
+}

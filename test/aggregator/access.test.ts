@@ -1,0 +1,64 @@
+// The access decisions that need no API server: bearer parsing, shared tokens bound to clusters,
+// and the sender policy with them. ServiceAccount tokens, TokenReview and SubjectAccessReview are
+// tested against the real API server in identity.test.ts.
+import t from 'tap';
+import { bearerToken, jwtExpiry } from '../../aggregator/access/bearer.js';
+import { SenderPolicy } from '../../aggregator/access/policy.js';
+import { SharedTokens, parseSharedTokens } from '../../aggregator/access/shared-tokens.js';
+
+t.test('the Bearer scheme is case-insensitive (RFC 7235)', async (t) => {
+  for (const header of ['Bearer abc', 'bearer abc', 'BEARER abc', 'Bearer   abc', 'Bearer abc ']) t.equal(bearerToken(header), 'abc', JSON.stringify(header));
+  for (const header of [undefined, '', 'abc', 'Basic abc', 'Bearer', 'Bearer ', 'Bearer a b', 'Bearerabc']) t.equal(bearerToken(header), undefined, JSON.stringify(header));
+});
+
+t.test('a JWT says when it expires; anything else does not', async (t) => {
+  const jwt = (payload: unknown) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
+  t.equal(jwtExpiry(jwt({ exp: 1767225600 })), 1767225600_000);
+  t.equal(jwtExpiry(jwt({ sub: 'x' })), undefined);
+  t.equal(jwtExpiry('not-a-jwt'), undefined);
+  t.equal(jwtExpiry('a.!!!.c'), undefined);
+});
+
+t.test('shared token files: one cluster per token, a bare token is the home cluster', async (t) => {
+  const tokens = parseSharedTokens('# the central aggregator\nedge-token edge-eu-1\ncore-token\n\nlab-token lab  # trailing comment\n', 'core');
+  t.equal(tokens.size, 3);
+  const shared = new SharedTokens();
+  shared.replace(tokens);
+  t.equal(shared.clusterOf('edge-token'), 'edge-eu-1');
+  t.equal(shared.clusterOf('core-token'), 'core', 'a token alone is bound to the aggregator\'s own cluster');
+  t.equal(shared.clusterOf('lab-token'), 'lab');
+  t.equal(shared.clusterOf('nope'), undefined);
+  t.throws(() => parseSharedTokens('\n# nothing\n', ''), /holds no token/);
+  t.throws(() => parseSharedTokens('a one\na two\n', ''), /line 2: the same token is bound to two clusters/);
+  t.throws(() => parseSharedTokens('a Prod_EU\n', ''), /line 1: the cluster name must be a DNS-1123 label/);
+  t.throws(() => parseSharedTokens('a b c\n', ''), /line 1: expected "<token> \[cluster\]"/);
+  t.doesNotThrow(() => parseSharedTokens('a one\na one\n', ''), 'the same line twice is harmless');
+});
+
+t.test('a shared token speaks for its cluster only', async (t) => {
+  const shared = new SharedTokens();
+  shared.replace(parseSharedTokens('edge-token edge\nhome-token\n', ''));
+  const policy = new SenderPolicy({ shared, audience: 'nodeprep', homeCluster: '' });
+  t.ok(policy.enabled);
+  t.match(await policy.authenticate(undefined), { status: 401, reason: 'unauthorized' });
+  t.match(await policy.authenticate('wrong'), { status: 401, reason: 'unauthorized', message: /unknown bearer token/ }, 'no cluster view: an unknown token cannot be reviewed');
+  const edge = await policy.authenticate('edge-token');
+  t.same(edge, { kind: 'shared', cluster: 'edge' });
+  if ('status' in edge) return;
+  t.equal(await policy.authorize(edge, { node: { name: 'w1', cluster: 'edge' } }), undefined);
+  t.match(await policy.authorize(edge, { node: { name: 'w1', cluster: 'core' } }), { status: 403, reason: 'forbidden_cluster', message: /bound to cluster edge, and the report is from cluster core/ });
+  t.match(await policy.authorize(edge, { node: { name: 'w1' } }), { status: 403, reason: 'forbidden_cluster' }, 'a report without a cluster is not edge\'s');
+  const home = await policy.authenticate('home-token');
+  if ('status' in home) return t.fail('home token refused');
+  t.equal(await policy.authorize(home, { node: { name: 'w1' } }), undefined);
+  t.match(await policy.authorize(home, { node: { name: 'w1', cluster: 'edge' } }), { status: 403, reason: 'forbidden_cluster' }, 'the home token cannot speak for edge');
+});
+
+t.test('nothing configured: reports are open (local mode), and the policy says so', async (t) => {
+  const policy = new SenderPolicy({ audience: 'nodeprep', homeCluster: '' });
+  t.notOk(policy.enabled);
+  const sender = await policy.authenticate(undefined);
+  t.same(sender, { kind: 'open' });
+  if ('status' in sender) return;
+  t.equal(await policy.authorize(sender, { node: { name: 'w1', cluster: 'anywhere' } }), undefined);
+});

@@ -1,0 +1,218 @@
+// Who may send and who may read, against the real Kubernetes API server: agents' ServiceAccount
+// tokens from TokenRequest bound to Pods on Nodes, reviewed by the API server; shared tokens bound
+// to clusters; readers checked with TokenReview and SubjectAccessReview against the chart's own
+// viewer role; the aggregator over HTTPS with a CA the agents trust.
+import { spawn } from 'node:child_process';
+import { createSign } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import t from 'tap';
+import { Reviews } from '../../aggregator/access/reviews.js';
+import { SenderPolicy } from '../../aggregator/access/policy.js';
+import { loadClusterAccess } from '../../aggregator/cluster/api.js';
+import { AggregatorProcess } from '../support/aggregator-process.js';
+import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
+import { render } from '../support/helm.js';
+import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
+import { testCa } from '../support/tls.js';
+
+const DUMP = `ipv4/nft=${path.join(IPTABLES_FIXTURES, 'calico-append.v4.nft.txt')}`;
+
+/** The report the built agent makes for a node, optionally of a named cluster. */
+function reportFor(node: string, cluster?: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [AGENT_BIN, 'collect', '--node-name', node, ...(cluster ? ['--cluster', cluster] : []), '--host-root', path.join(HOST_FIXTURES, 'unique'), '--from-dump', DUMP]);
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`collect exited ${code}`))));
+  });
+}
+
+/**
+ * A token past its expiry that the API server itself would have issued: a real one's header and
+ * claims, dated an hour earlier, signed with the server's ServiceAccount key.
+ */
+function expired(token: string, signingKey: string): string {
+  const [header, payload] = token.split('.') as [string, string];
+  const claims = JSON.parse(Buffer.from(payload, 'base64url').toString()) as Record<string, number>;
+  const shift = (claims.exp! - claims.iat!) + 3600;
+  for (const claim of ['iat', 'nbf', 'exp']) if (typeof claims[claim] === 'number') claims[claim] -= shift;
+  const body = `${header}.${Buffer.from(JSON.stringify(claims)).toString('base64url')}`;
+  const signature = createSign('RSA-SHA256').update(body).sign(signingKey).toString('base64url');
+  return `${body}.${signature}`;
+}
+
+/** Sum of the API server's own counter of TokenReviews created. */
+async function tokenReviewsServed(api: ApiServer): Promise<number> {
+  const text = (await api.request<string>('GET', '/metrics')).body;
+  let total = 0;
+  for (const line of String(text).split('\n')) {
+    if (line.startsWith('apiserver_request_total{') && line.includes('resource="tokenreviews"') && line.includes('verb="POST"')) total += Number(line.split(' ').pop());
+  }
+  return total;
+}
+
+async function run(): Promise<void> {
+  t.setTimeout(240_000);
+  const api = await ApiServer.start();
+  t.teardown(() => api.stop());
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-identity-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  await api.ensureNamespace('nodeprep');
+
+  const rendered = render({ release: 'nodeprep', namespace: 'nodeprep' });
+  for (const o of rendered.filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'ServiceAccount'].includes(o.kind))) await api.create(o as KubeObject);
+  for (const name of ['reader', 'intruder']) await api.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: 'nodeprep' } });
+  await api.create({
+    apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nodeprep-reader' },
+    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodeprep-viewer' },
+    subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'nodeprep' }],
+  });
+  const pods: Record<string, string> = {};
+  for (const node of ['n1', 'n2']) {
+    await api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } });
+    for (const sa of ['nodeprep-agent', 'intruder']) {
+      const pod = await api.create({
+        apiVersion: 'v1', kind: 'Pod', metadata: { name: `${sa}-${node}`, namespace: 'nodeprep' },
+        spec: { nodeName: node, serviceAccountName: sa, containers: [{ name: 'c', image: 'registry.invalid/x' }] },
+      });
+      pods[`${sa}-${node}`] = String(pod.metadata.uid);
+    }
+  }
+  const agentToken = (node: string, audiences = ['nodeprep'], sa = 'nodeprep-agent') =>
+    api.serviceAccountToken('nodeprep', sa, { audiences, boundPod: { name: `${sa}-${node}`, uid: pods[`${sa}-${node}`]! } });
+  const tokens = {
+    n1: await agentToken('n1'),
+    n2: await agentToken('n2'),
+    wrongAudience: await agentToken('n1', ['somebody-else']),
+    intruder: await agentToken('n1', ['nodeprep'], 'intruder'),
+    unbound: await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'] }),
+    reader: await api.serviceAccountToken('nodeprep', 'reader'),
+    notReader: await api.serviceAccountToken('nodeprep', 'intruder'),
+  };
+  const stale = expired(tokens.n1, readFileSync(path.join(api.dir, 'sa.key'), 'utf8'));
+
+  const ca = testCa(t);
+  const serving = ca.server('IP:127.0.0.1');
+  writeFileSync(path.join(dir, 'tls.crt'), serving.cert);
+  writeFileSync(path.join(dir, 'tls.key'), serving.key);
+  writeFileSync(path.join(dir, 'tokens'), 'edge-secret edge\n');
+  const kubeconfig = api.kubeconfigFor(await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator'), 'aggregator');
+  const aggregator = await AggregatorProcess.start(
+    {
+      KUBECONFIG: kubeconfig, HOME: dir, AGENT_SERVICE_ACCOUNT: 'nodeprep/nodeprep-agent', AUTH_TOKEN_FILE: path.join(dir, 'tokens'),
+      TLS_CERT_FILE: path.join(dir, 'tls.crt'), TLS_KEY_FILE: path.join(dir, 'tls.key'),
+    },
+    { ca: readFileSync(ca.caFile, 'utf8') },
+  );
+  t.teardown(() => aggregator.stop('SIGKILL'));
+  if (!aggregator.base.startsWith('https:')) throw new Error(`the aggregator serves ${aggregator.base}, not HTTPS`);
+
+  const reports = { n1: await reportFor('n1'), n2: await reportFor('n2'), edge: await reportFor('w1', 'edge'), other: await reportFor('w1', 'other'), n1AsEdge: await reportFor('n1', 'edge') };
+  const send = async (body: string, token?: string) => {
+    const res = await aggregator.post<{ message?: string }>('/v1/reports', body, token);
+    return { status: res.status, message: res.body.message ?? '' };
+  };
+
+  await t.test('an agent speaks for its own node, and only with its own token', async (t) => {
+    t.equal((await send(reports.n1, tokens.n1)).status, 202, 'n1\'s token, n1\'s report');
+    t.equal((await send(reports.n2, tokens.n2)).status, 202, 'n2\'s token, n2\'s report');
+    const cases: [string, string, string | undefined, number, RegExp][] = [
+      ['another node\'s token', reports.n1, tokens.n2, 403, /the agent on node n2, and the report is for node n1/],
+      ['the wrong audience', reports.n1, tokens.wrongAudience, 403, /not for audience "nodeprep"/],
+      ['another ServiceAccount', reports.n1, tokens.intruder, 403, /system:serviceaccount:nodeprep:intruder may not send reports/],
+      ['an expired token', reports.n1, stale, 401, /not accepted: .*expired/i],
+      ['a token bound to no pod', reports.n1, tokens.unbound, 403, /names no node/],
+      ['no token', reports.n1, undefined, 401, /missing bearer token/],
+      ['an agent of this cluster claiming another', reports.n1AsEdge, tokens.n1, 403, /report as cluster ""/],
+    ];
+    for (const [what, body, token, status, message] of cases) {
+      for (let i = 0; i < 3; i++) {
+        const res = await send(body, token);
+        t.equal(res.status, status, `${what}: ${status}`);
+        if (i === 0) t.match(res.message, message, `${what}: says why`);
+      }
+    }
+    const refused = aggregator.logged().filter((l) => l.msg === 'report refused');
+    t.equal(refused.length, cases.length, 'one log line per cause, not per request');
+    const metrics = (await aggregator.get<string>('/metrics', tokens.reader)).body;
+    for (const [reason, count] of [['forbidden_node', 6], ['forbidden_audience', 3], ['forbidden_service_account', 3], ['forbidden_cluster', 3], ['unauthorized', 6]] as const) {
+      t.match(metrics, new RegExp(`nodeprep_reports_rejected_total\\{reason="${reason}"\\} ${count}\\b`), `${reason} counted`);
+    }
+    t.notOk(aggregator.lines.some((l) => l.includes(tokens.n1.slice(-20))), 'no token in the logs');
+  });
+
+  await t.test('shared tokens: each bound to one cluster', async (t) => {
+    t.equal((await send(reports.edge, 'edge-secret')).status, 202, 'edge\'s token, edge\'s report');
+    const other = await send(reports.other, 'edge-secret');
+    t.equal(other.status, 403);
+    t.match(other.message, /bound to cluster edge, and the report is from cluster other/);
+    t.equal((await send(reports.n1, 'edge-secret')).status, 403, 'nor the home cluster\'s nodes');
+  });
+
+  await t.test('heartbeats cost one TokenReview per token per cache lifetime', async (t) => {
+    const before = await tokenReviewsServed(api);
+    for (let i = 0; i < 25; i++) {
+      t.equal((await send(reports.n1, tokens.n1)).status, 202);
+      t.equal((await send(reports.n2, tokens.n2)).status, 202);
+    }
+    t.equal(await tokenReviewsServed(api), before, 'no review: both tokens were reviewed before and are cached');
+    const fresh = await agentToken('n1');
+    for (let i = 0; i < 10; i++) t.equal((await send(reports.n1, fresh)).status, 202);
+    t.equal(await tokenReviewsServed(api), before + 1, 'a rotated token: one review, then cached');
+  });
+
+  await t.test('readers: a token the viewer role allows, nothing else; probes are open', async (t) => {
+    for (const route of ['/v1/findings', '/v1/nodes', '/v1/nodes/n1', '/metrics']) {
+      t.equal((await aggregator.get(route, undefined)).status, 401, `${route} without a token`);
+      const denied = await aggregator.get<{ message: string }>(route, tokens.notReader);
+      t.equal(denied.status, 403, `${route}: a ServiceAccount without the role`);
+      t.match(denied.body.message, /nodeprep-viewer/);
+      t.equal((await aggregator.get(route, tokens.reader)).status, 200, `${route}: the reader`);
+    }
+    t.equal((await aggregator.get('/healthz', undefined)).status, 200);
+    t.equal((await aggregator.get('/readyz', undefined)).status, 200);
+    t.equal((await aggregator.get('/v1/nodes', tokens.n1)).status, 401, 'an agent\'s token (audience nodeprep) is no API token: it does not read');
+  });
+
+  await t.test('the node of a token that names only its pod comes from the pod', async (t) => {
+    // The API server adds the node name to pod-bound tokens; older servers give only the pod.
+    // The fallback asks the real API server for that pod's node.
+    const access = loadClusterAccess({ KUBECONFIG: kubeconfig, HOME: dir }, 'auto');
+    if (!('api' in access)) return t.fail(access.off);
+    t.teardown(() => access.api.close());
+    const policy = new SenderPolicy({ reviews: new Reviews(access.api, 60_000, { asked: () => {}, cached: () => {} }), agentServiceAccount: 'nodeprep/nodeprep-agent', audience: 'nodeprep', homeCluster: '' });
+    const sender = { kind: 'agent' as const, serviceAccount: 'system:serviceaccount:nodeprep:nodeprep-agent', pod: { namespace: 'nodeprep', name: 'nodeprep-agent-n2', uid: pods['nodeprep-agent-n2']! } };
+    t.equal(await policy.authorize(sender, { node: { name: 'n2' } }), undefined, 'its pod runs on n2');
+    t.match(await policy.authorize(sender, { node: { name: 'n1' } }), { status: 403, reason: 'forbidden_node' });
+    const gone = { ...sender, pod: { ...sender.pod, uid: 'another-pod-of-that-name' } };
+    t.match(await policy.authorize(gone, { node: { name: 'n2' } }), { status: 403, reason: 'forbidden_node' }, 'a pod of the same name but another uid is not the token\'s');
+  });
+
+  await t.test('the agent trusts the aggregator\'s CA, and refuses another', async (t) => {
+    writeFileSync(path.join(dir, 'agent-token'), `${tokens.n1}\n`);
+    const agentRun = (caFile: string) =>
+      new Promise<{ code: number | null; out: string }>((resolve) => {
+        const child = spawn(process.execPath, [AGENT_BIN, 'run', '--once', '--node-name', 'n1', '--host-root', path.join(HOST_FIXTURES, 'unique'), '--from-dump', DUMP,
+          '--aggregator-url', aggregator.base, '--token-file', path.join(dir, 'agent-token'), '--ca-file', caFile, '--sample-interval', '0.2']);
+        let out = '';
+        child.stdout.on('data', (d) => (out += d));
+        const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+        child.on('exit', (code) => {
+          clearTimeout(timer);
+          resolve({ code, out });
+        });
+      });
+    const trusted = await agentRun(ca.caFile);
+    t.equal(trusted.code, 0, 'delivered over HTTPS with the aggregator\'s CA');
+    const otherCa = testCa(t);
+    const refused = await agentRun(otherCa.caFile);
+    t.equal(refused.code, 1, 'not delivered');
+    t.match(refused.out, /certificate rejected/, 'said as a certificate problem, not an outage');
+  });
+}
+
+const why = requireKube();
+if (why) t.plan(0, why);
+else await run();

@@ -1,0 +1,116 @@
+// The built aggregator as a process, for the tests that treat it as a black box: started with an
+// environment, found by the "Server listening at" line it logs, read over HTTP, its JSON log
+// lines kept, and killed at the end whatever happens.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { Agent, request } from 'undici';
+import { AGGREGATOR_BIN } from './fixtures.js';
+
+export interface LogLine {
+  msg?: string;
+  level?: number;
+  [key: string]: unknown;
+}
+
+export class AggregatorProcess {
+  readonly lines: string[] = [];
+  base = '';
+  private stderr = '';
+  readonly exited: Promise<number | null>;
+  private readonly dispatcher: Agent;
+
+  // The bearer token GETs send when the call names none (a reader's, where reads are checked).
+  readToken: string | undefined;
+
+  private constructor(
+    readonly child: ChildProcess,
+    ca?: string,
+  ) {
+    this.dispatcher = new Agent(ca ? { connect: { ca } } : {});
+    let carry = '';
+    child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      const parts = (carry + d).split('\n');
+      carry = parts.pop() ?? '';
+      this.lines.push(...parts);
+    });
+    child.stderr!.setEncoding('utf8').on('data', (d: string) => {
+      if (this.stderr.length < 16_384) this.stderr += d;
+    });
+    this.exited = new Promise((resolve) => child.on('exit', (code) => resolve(code)));
+  }
+
+  /** Starts the aggregator on 127.0.0.1 with a free port; `ca` trusts its HTTPS certificate. */
+  static async start(env: Record<string, string>, options: { ca?: string; startSeconds?: number; readToken?: string } = {}): Promise<AggregatorProcess> {
+    const child = spawn(process.execPath, [AGGREGATOR_BIN], {
+      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', PORT: '0', HOST: '127.0.0.1', ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const proc = new AggregatorProcess(child, options.ca);
+    proc.readToken = options.readToken;
+    process.once('exit', () => child.kill('SIGKILL'));
+    const deadline = Date.now() + (options.startSeconds ?? 15) * 1000;
+    while (Date.now() < deadline) {
+      const listening = proc.logged().find((e) => typeof e.msg === 'string' && /^Server listening at https?:\/\/127\.0\.0\.1:\d+$/.test(e.msg));
+      if (listening) {
+        proc.base = (listening.msg as string).slice('Server listening at '.length);
+        return proc;
+      }
+      if (child.exitCode !== null) break;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    child.kill('SIGKILL');
+    throw new Error(`the aggregator did not start: ${proc.stderr}\n${proc.lines.slice(-20).join('\n')}`);
+  }
+
+  /** Every JSON log line so far. */
+  logged(): LogLine[] {
+    return this.lines.flatMap((l) => {
+      try {
+        return [JSON.parse(l) as LogLine];
+      } catch {
+        return [];
+      }
+    });
+  }
+
+  /** The alert lines ("finding raised" / "finding resolved") so far. */
+  alerts(msg: 'finding raised' | 'finding resolved'): LogLine[] {
+    return this.logged().filter((l) => l.msg === msg);
+  }
+
+  async get<T>(path: string, token: string | undefined = this.readToken): Promise<{ status: number; body: T }> {
+    return this.call<T>('GET', path, undefined, token);
+  }
+
+  async post<T>(path: string, body: string, token?: string): Promise<{ status: number; body: T }> {
+    return this.call<T>('POST', path, body, token);
+  }
+
+  private async call<T>(method: 'GET' | 'POST', path: string, body: string | undefined, token?: string): Promise<{ status: number; body: T }> {
+    const res = await request(`${this.base}${path}`, {
+      method,
+      dispatcher: this.dispatcher,
+      headers: { ...(token ? { authorization: `Bearer ${token}` } : {}), ...(body === undefined ? {} : { 'content-type': 'application/json' }) },
+      body,
+      headersTimeout: 10_000,
+      bodyTimeout: 10_000,
+    });
+    const text = await res.body.text();
+    let parsed: unknown = text;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // /metrics is text
+    }
+    return { status: res.statusCode, body: parsed as T };
+  }
+
+  /** Sends a signal and waits for the exit code (SIGKILL after 10 s). */
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null) this.child.kill(signal);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    const code = await this.exited;
+    clearTimeout(timer);
+    await this.dispatcher.close();
+    return code;
+  }
+}
