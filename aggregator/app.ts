@@ -24,6 +24,8 @@ import type { ClusterViewStatus } from '../protocol/api.js';
 import type { ClusterAccess } from './cluster/api.js';
 import { ClusterView } from './cluster/view.js';
 import { Engine } from './engine.js';
+import { IllumioChecks } from './illumio/checks.js';
+import { illumioRoutes } from './routes/illumio.js';
 
 // Room for HTTP framing slack over the largest report the schema admits (MAX_REPORT_BYTES).
 export const BODY_LIMIT = MAX_REPORT_BYTES + 16 * 1024;
@@ -125,12 +127,35 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   app.decorate('engine', engine);
   // Gauges read the engine and the view at scrape time.
-  const metrics = new Metrics({ nodes: () => engine.counts(), findings: () => engine.book.counts(), clusterView: () => clusterViewStatus() });
+  const metrics = new Metrics({
+    nodes: () => engine.counts(),
+    findings: () => engine.book.counts(),
+    clusterView: () => clusterViewStatus(),
+    readiness: () => checks.readiness(),
+  });
 
   const access = options.cluster ?? { off: 'no cluster configured' };
+  const illumioConfig = config.illumio ?? loadConfig({}).illumio;
+  const [rootNamespace, rootName] = illumioConfig.rootCaConfigMap.split('/') as [string, string];
+  const checks = new IllumioChecks({
+    engine,
+    ...('api' in access ? { api: access.api } : {}),
+    rootCa: { namespace: rootNamespace, name: rootName },
+    ...(illumioConfig.pce ? { pce: illumioConfig.pce } : {}),
+    ...(illumioConfig.policy ? { policy: illumioConfig.policy } : {}),
+    ...(illumioConfig.workloads !== undefined ? { workloads: illumioConfig.workloads } : {}),
+    expiringDays: illumioConfig.rootCaExpiryWarningDays,
+    intervalMs: illumioConfig.checkIntervalSeconds * 1000,
+    log: logger,
+    ...(options.now ? { now: options.now } : {}),
+  });
+  if (options.sweep !== false) {
+    app.addHook('onReady', async () => checks.start());
+    app.addHook('onClose', async () => checks.stop());
+  }
   let view: ClusterView | undefined;
   if ('api' in access) {
-    const illumio = config.illumio ?? loadConfig({}).illumio;
+    const illumio = illumioConfig;
     view = new ClusterView(
       access.api,
       {
@@ -143,7 +168,11 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
         calicoConfigMaps: config.calicoConfigMaps ?? ['calico-config'],
       },
       logger,
-      () => engine.setClusterFacts(view!.facts()),
+      () => {
+        const facts = view!.facts();
+        engine.setClusterFacts(facts);
+        checks.onFacts(facts);
+      },
       (resource, state) => metrics.viewResource(resource, state),
     );
     app.addHook('onReady', async () => view!.start());
@@ -213,6 +242,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   await app.register(reportRoutes, { engine, metrics, access: senderHooks(senders, once), bodyLimit: BODY_LIMIT });
   await app.register(nodeRoutes, { engine });
   await app.register(findingRoutes, { engine });
+  await app.register(illumioRoutes, { checks });
   await app.register(operationRoutes, { metrics, isShuttingDown: () => shuttingDown, clusterView: clusterViewStatus });
   return app;
 }

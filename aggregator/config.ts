@@ -1,6 +1,8 @@
 // Configuration from the environment (design.md section 5), validated once at start-up.
 import { z } from 'zod';
 import { CLUSTER_NAME_RULE, DNS1123_LABEL, DNS1123_SUBDOMAIN, MAX_CLUSTER_NAME } from '../protocol/names.js';
+import { parsePceUrl } from './illumio/pce-tls.js';
+import { parsePolicySize } from './illumio/sizing.js';
 
 // Illumio does not publish the names of the chains the VEN writes (design.md section 6), so the
 // default only matches chains named after the product; set the real prefixes where known.
@@ -54,6 +56,8 @@ const EnvSchema = z
     ROOT_CA_EXPIRY_WARNING_DAYS: z.coerce.number({ error: 'ROOT_CA_EXPIRY_WARNING_DAYS must be a number of days' }).int().min(0).max(3650).default(30),
     PCE_URL: z.string().min(1).optional(),
     POLICY_SIZE: z.string().min(1).optional(),
+    // How often the root CA, the PCE and the workload count are checked again.
+    ILLUMIO_CHECK_INTERVAL_SECONDS: seconds('ILLUMIO_CHECK_INTERVAL_SECONDS').default(600),
     WORKLOADS: z.coerce.number({ error: 'WORKLOADS must be a whole number' }).int({ error: 'WORKLOADS must be a whole number' }).min(0).optional(),
     CALICO_CONFIGMAPS: z.string().default('calico-config'),
   })
@@ -61,6 +65,16 @@ const EnvSchema = z
     if ((env.TLS_CERT_FILE === undefined) !== (env.TLS_KEY_FILE === undefined)) {
       const missing = env.TLS_CERT_FILE === undefined ? 'TLS_CERT_FILE' : 'TLS_KEY_FILE';
       ctx.addIssue({ code: 'custom', path: [missing], message: `${missing} is not set: TLS_CERT_FILE and TLS_KEY_FILE go together` });
+      return z.NEVER;
+    }
+    const pce = env.PCE_URL === undefined ? undefined : parsePceUrl(env.PCE_URL);
+    if (pce && !pce.ok) {
+      ctx.addIssue({ code: 'custom', path: ['PCE_URL'], message: `PCE_URL: ${pce.error}` });
+      return z.NEVER;
+    }
+    const policy = env.POLICY_SIZE === undefined ? undefined : parsePolicySize(env.POLICY_SIZE);
+    if (policy && !policy.ok) {
+      ctx.addIssue({ code: 'custom', path: ['POLICY_SIZE'], message: `POLICY_SIZE: ${policy.error}` });
       return z.NEVER;
     }
     const dropAfterSeconds = env.NODE_DROP_AFTER_SECONDS ?? Math.max(3600, 2 * env.NODE_TTL_SECONDS);
@@ -90,9 +104,10 @@ const EnvSchema = z
         kubelinkDeployment: env.KUBELINK_DEPLOYMENT,
         rootCaConfigMap: env.ROOT_CA_CONFIGMAP,
         rootCaExpiryWarningDays: env.ROOT_CA_EXPIRY_WARNING_DAYS,
-        pceUrl: env.PCE_URL,
-        policySize: env.POLICY_SIZE,
+        pce: pce?.ok ? pce.address : undefined,
+        policy: policy?.ok ? { bytes: policy.bytes, display: policy.display } : undefined,
         workloads: env.WORKLOADS,
+        checkIntervalSeconds: env.ILLUMIO_CHECK_INTERVAL_SECONDS,
       },
       calicoConfigMaps: env.CALICO_CONFIGMAPS.split(',').map((n) => n.trim()).filter((n) => n !== ''),
     };

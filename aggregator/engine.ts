@@ -438,6 +438,11 @@ export class Engine {
     return counts;
   }
 
+  /** How many live nodes show Calico (in either mode). */
+  calicoNodes(): number {
+    return this.modes.voters;
+  }
+
   /** The id a finding of this code about this subject has (for tests and links). */
   static findingId(code: FindingCode, subject: string[]): string {
     return findingId(code, subject);

@@ -2,6 +2,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import { FINDING_SEVERITY } from '../protocol/findings.js';
 import type { ClusterViewStatus, NodeCounts } from '../protocol/api.js';
+import type { Readiness } from '../protocol/illumio.js';
 
 export type RejectReason =
   | 'unauthorized'
@@ -23,6 +24,7 @@ export interface MetricSources {
   // Active findings by "<code>\0<severity>".
   findings: () => Map<string, number>;
   clusterView: () => ClusterViewStatus;
+  readiness: () => Readiness;
 }
 
 export class Metrics {
@@ -84,6 +86,23 @@ export class Metrics {
       collect() {
         this.reset();
         for (const [resource, state] of Object.entries(sources.clusterView().resources ?? {})) this.set({ resource }, state === 'synced' || state === 'not served' ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'nodeprep_readiness_step',
+      help: 'The guide\'s steps (machine-ids, root-ca, sizing, calico-append): 1 for the state each is in (ready, not-ready, unknown).',
+      labelNames: ['step', 'state'],
+      registers,
+      collect() {
+        for (const step of sources.readiness().steps) for (const state of ['ready', 'not-ready', 'unknown']) this.set({ step: step.step, state }, step.state === state ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'nodeprep_ready',
+      help: '1 when every step is ready and every node reports: C-VEN may be installed.',
+      registers,
+      collect() {
+        this.set(sources.readiness().ready ? 1 : 0);
       },
     });
     this.readsRejected = new Counter({ name: 'nodeprep_reads_rejected_total', help: 'GETs of /v1/* and /metrics refused (401, 403), by reason.', labelNames: ['reason'], registers });

@@ -44,6 +44,11 @@ export class CalicoModeVotes {
     return votes !== undefined && votes.insert.size > 0 && votes.append.size > 0;
   }
 
+  /** How many nodes have a mode. */
+  get voters(): number {
+    return this.byNode.size;
+  }
+
   modeOf(node: string): CalicoMode | undefined {
     return this.byNode.get(node)?.mode;
   }

@@ -29,9 +29,10 @@ t.test('defaults', async (t) => {
       kubelinkDeployment: 'illumio-kubelink',
       rootCaConfigMap: 'illumio-system/root-ca-config',
       rootCaExpiryWarningDays: 30,
-      pceUrl: undefined,
-      policySize: undefined,
+      pce: undefined,
+      policy: undefined,
       workloads: undefined,
+      checkIntervalSeconds: 600,
     },
     calicoConfigMaps: ['calico-config'],
   });
@@ -59,11 +60,20 @@ t.test('a bad value names its variable', async (t) => {
     [{ TLS_CERT_FILE: '/tls/tls.crt' }, 'TLS_KEY_FILE'],
     [{ ROOT_CA_CONFIGMAP: 'illumio-system/root/ca' }, 'ROOT_CA_CONFIGMAP'],
     [{ WORKLOADS: 'many' }, 'WORKLOADS'],
+    [{ PCE_URL: 'https://pce.example.com/login' }, 'PCE_URL'],
+    [{ POLICY_SIZE: '500MB' }, 'POLICY_SIZE'],
   ];
   for (const [env, variable] of cases) {
     t.throws(() => loadConfig(env), { name: 'ConfigError', message: new RegExp(`^invalid configuration: ${variable}`) }, JSON.stringify(env));
   }
   t.type(new ConfigError('x'), Error);
+});
+
+t.test('the PCE URL and the policy size are read as the guide writes them', async (t) => {
+  const config = loadConfig({ PCE_URL: 'https://pce.example.com:8443', POLICY_SIZE: '1.5Mi' });
+  t.match(config.illumio.pce, { host: 'pce.example.com', port: 8443 });
+  t.same(config.illumio.policy, { bytes: 1572864, display: '1.5Mi' });
+  t.throws(() => loadConfig({ POLICY_SIZE: '500MB' }), /POLICY_SIZE: .*decimal unit/);
 });
 
 t.test('the stale sweep runs often enough for NODE_STALE within TTL + 1 s', async (t) => {

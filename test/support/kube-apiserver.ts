@@ -289,9 +289,12 @@ export class ApiServer {
     }
   }
 
+  /** A namespace with its default ServiceAccount (what the controller-manager, absent here, would add). */
   async ensureNamespace(name: string, labels: Record<string, string> = {}): Promise<void> {
     const res = await this.request('POST', '/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } });
     if (res.status !== 201 && res.status !== 409) throw new Error(`namespace ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+    const sa = await this.request('POST', `/api/v1/namespaces/${name}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+    if (sa.status !== 201 && sa.status !== 409) throw new Error(`namespace ${name}, default ServiceAccount: ${sa.status} ${JSON.stringify(sa.body)}`);
   }
 
   /**
