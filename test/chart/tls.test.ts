@@ -5,8 +5,7 @@ import t from 'tap';
 import { X509Certificate, createPrivateKey } from 'node:crypto';
 import { request, createServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
-import { chartDir, helmAsync, only, parseManifests, render, template, type K8sObject } from '../support/helm.js';
-import { startFakeApiServer } from './fake-apiserver.js';
+import { only, render, template, type K8sObject } from '../support/helm.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
@@ -99,45 +98,8 @@ t.test('the cluster domain is a value', async (t) => {
   t.match(cert.subjectAltName, /DNS:nodeprep-aggregator\.nodeprep\.svc\.k8s\.example\.internal$/, 'trailing dot dropped');
 });
 
-// helm's lookup answers only against a cluster: the fake API server plays it, and
-// `helm template --dry-run=server` renders as `helm upgrade` would.
-t.test('the generated certificate is kept across upgrades, and remade when its names change', async (t) => {
-  const secretPath = '/api/v1/namespaces/nodeprep/secrets/nodeprep-aggregator-tls';
-  const first = tlsSecret(render());
-  const stored = (annotations: Record<string, string>) => ({
-    ...first,
-    metadata: {
-      ...first.metadata,
-      labels: { ...first.metadata.labels, 'app.kubernetes.io/managed-by': 'Helm' },
-      annotations: { ...annotations, 'meta.helm.sh/release-name': 'nodeprep', 'meta.helm.sh/release-namespace': 'nodeprep' },
-    },
-  });
-  const upgrade = async (objects: Record<string, unknown>, extra: string[] = []) => {
-    const server = await startFakeApiServer(objects);
-    t.teardown(() => server.close());
-    const res = await helmAsync(['template', 'nodeprep', chartDir, '-n', 'nodeprep', '--dry-run=server', '--disable-openapi-validation',
-      '--show-only', 'templates/aggregator-tls-secret.yaml', ...extra], server.kubeconfig);
-    t.equal(res.status, 0, 'renders against the fake cluster', { stderr: res.stderr });
-    t.ok(server.requests.includes(`GET ${secretPath}`), 'looks the Secret up');
-    return tlsSecret(parseManifests(res.stdout));
-  };
-
-  const kept = await upgrade({ [secretPath]: stored(first.metadata.annotations) });
-  t.same(kept.data, first.data, 'same CA, certificate and key on upgrade');
-  t.same(kept.metadata.annotations, first.metadata.annotations);
-
-  const domain = await upgrade({ [secretPath]: stored(first.metadata.annotations) }, ['--set', 'aggregator.tls.clusterDomain=example.internal']);
-  t.not(domain.data['tls.crt'], first.data['tls.crt'], 'another cluster domain: a new certificate');
-  t.match(new X509Certificate(pem(domain, 'tls.crt')).subjectAltName, /svc\.example\.internal$/);
-
-  const unmarked = await upgrade({ [secretPath]: stored({}) });
-  t.not(unmarked.data['ca.crt'], first.data['ca.crt'], 'a Secret that does not say what it covers is remade');
-
-  const fresh = await upgrade({});
-  t.not(fresh.data['ca.crt'], first.data['ca.crt'], 'first install: a new CA');
-  const cert = new X509Certificate(pem(fresh, 'tls.crt'));
-  t.ok(cert.verify(new X509Certificate(pem(fresh, 'ca.crt')).publicKey), 'signed by the new CA');
-});
+// Kept across upgrades and remade when its names change: test/chart/install.test.ts, with the real
+// helm against the real API server.
 
 t.test('cert-manager issues the certificate when asked', async (t) => {
   const objects = render({ valuesFiles: ['ci/cert-manager-values.yaml'] });

@@ -2,8 +2,7 @@
 // shared tokens for agents that report to another cluster's aggregator and for the aggregator
 // that receives them; a generated shared token when the aggregator has no cluster view.
 import t from 'tap';
-import { chartDir, helmAsync, only, parseManifests, render, template, type K8sObject } from '../support/helm.js';
-import { startFakeApiServer } from './fake-apiserver.js';
+import { only, render, template, type K8sObject } from '../support/helm.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 type Any = any;
@@ -108,41 +107,7 @@ t.test('no cluster view: a generated token, bound to clusterName', async (t) => 
   t.match(withShared.stderr, /Set auth\.existingSecret/);
 });
 
-// helm's lookup only answers against a cluster: a fake API server plays the cluster, and
-// `helm template --dry-run=server` renders as `helm upgrade` would.
-t.test('the generated token is kept across upgrades', async (t) => {
-  const secretPath = '/api/v1/namespaces/nodeprep/secrets/nodeprep-token';
-  const stored = {
-    apiVersion: 'v1',
-    kind: 'Secret',
-    metadata: {
-      name: 'nodeprep-token',
-      namespace: 'nodeprep',
-      // What the first `helm install` left on it, so that helm may update it.
-      labels: { 'app.kubernetes.io/managed-by': 'Helm' },
-      annotations: { 'meta.helm.sh/release-name': 'nodeprep', 'meta.helm.sh/release-namespace': 'nodeprep' },
-    },
-    data: { token: Buffer.from('token-from-the-first-install').toString('base64') },
-  };
-  const args = ['template', 'nodeprep', chartDir, '-n', 'nodeprep', '--dry-run=server', '--disable-openapi-validation',
-    '-f', `${chartDir}/ci/cluster-view-off-values.yaml`, '--set', 'clusterName=renamed', '--show-only', 'templates/token-secret.yaml'];
-
-  const upgrade = await startFakeApiServer({ [secretPath]: stored });
-  t.teardown(() => upgrade.close());
-  const res = await helmAsync(args, upgrade.kubeconfig);
-  t.equal(res.status, 0, 'renders against the fake cluster', { stderr: res.stderr });
-  t.ok(upgrade.requests.includes(`GET ${secretPath}`), 'looks the Secret up');
-  const kept = only(parseManifests(res.stdout), 'Secret');
-  t.equal(Buffer.from(kept.data.token, 'base64').toString(), 'token-from-the-first-install', 'keeps the stored token');
-  t.equal(Buffer.from(kept.data.tokens, 'base64').toString(), 'token-from-the-first-install renamed\n', 'bound to the current clusterName');
-
-  const install = await startFakeApiServer({});
-  t.teardown(() => install.close());
-  const first = await helmAsync(args, install.kubeconfig);
-  t.equal(first.status, 0, 'renders against an empty cluster', { stderr: first.stderr });
-  const fresh = Buffer.from(only(parseManifests(first.stdout), 'Secret').data.token, 'base64').toString();
-  t.match(fresh, /^[A-Za-z0-9]{48}$/, 'a new random token on first install');
-});
+// Kept across upgrades: test/chart/install.test.ts, with the real helm against the real API server.
 
 t.test('the agent ServiceAccount is never the namespace\'s default one', async (t) => {
   const res = template({ set: { 'agent.serviceAccount.create': false } });
