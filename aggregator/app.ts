@@ -132,6 +132,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     findings: () => engine.book.counts(),
     clusterView: () => clusterViewStatus(),
     readiness: () => checks.readiness(),
+    kubeRequests: () => ('api' in access ? access.api.requests : new Map()),
   });
 
   const access = options.cluster ?? { off: 'no cluster configured' };

@@ -25,6 +25,8 @@ export interface MetricSources {
   findings: () => Map<string, number>;
   clusterView: () => ClusterViewStatus;
   readiness: () => Readiness;
+  // Requests made to the Kubernetes API, by kind (absent with the cluster view off).
+  kubeRequests: () => ReadonlyMap<string, number>;
 }
 
 export class Metrics {
@@ -112,6 +114,16 @@ export class Metrics {
       help: 'TokenReviews, SubjectAccessReviews and pod look-ups: asked of the API server (answer="asked") or answered from the cache (answer="cached").',
       labelNames: ['kind', 'answer'],
       registers,
+    });
+    new Counter({
+      name: 'nodeprep_kube_api_requests_total',
+      help: 'Requests the aggregator made to the Kubernetes API, by kind: list (a page), watch, get, tokenreview, subjectaccessreview.',
+      labelNames: ['kind'],
+      registers,
+      collect() {
+        this.reset();
+        for (const [kind, count] of sources.kubeRequests()) this.inc({ kind }, count);
+      },
     });
     this.viewErrors = new Counter({
       name: 'nodeprep_cluster_view_errors_total',

@@ -76,15 +76,31 @@ export class KubeApiError extends Error {
   }
 }
 
+export interface RequestOptions {
+  accept?: string;
+  timeoutMs?: number;
+  signal?: AbortSignal;
+  // How the request is counted (list, get, tokenreview...); by default from the method and path.
+  kind?: string;
+}
+
 export class KubeApi {
   readonly server: string;
+  // Requests made, by kind (list, watch, tokenreview, ...), for the metrics: what the aggregator
+  // costs the API server.
+  readonly requests = new Map<string, number>();
 
   constructor(readonly config: KubeConfig) {
     this.server = config.getCurrentCluster()?.server ?? '';
   }
 
+  counted(kind: string): void {
+    this.requests.set(kind, (this.requests.get(kind) ?? 0) + 1);
+  }
+
   /** A request with the configured identity; the body, when any, is JSON. Never throws on a status. */
-  async request<T = unknown>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: { accept?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ApiAnswer<T>> {
+  async request<T = unknown>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<ApiAnswer<T>> {
+    this.counted(options.kind ?? (method === 'POST' ? apiPath.split('/').pop()!.replace(/s$/, '') : 'get'));
     const context = new RequestContext(`${this.server}${apiPath}`, method === 'GET' ? HttpMethod.GET : HttpMethod.POST);
     await this.config.applySecurityAuthentication(context);
     const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
@@ -110,7 +126,7 @@ export class KubeApi {
   }
 
   /** Like request(), but a status other than 2xx is a KubeApiError with the API's message. */
-  async call<T>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: { accept?: string; timeoutMs?: number; signal?: AbortSignal } = {}): Promise<T> {
+  async call<T>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const res = await this.request<T>(method, apiPath, body, options);
     if (res.status >= 200 && res.status < 300) return res.body;
     const message = typeof res.body === 'object' && res.body !== null && 'message' in res.body ? String((res.body as { message: unknown }).message) : String(res.body).slice(0, 200);

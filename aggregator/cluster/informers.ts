@@ -16,13 +16,14 @@ export type Slim<T> = T & { metadata: { name: string; namespace?: string; resour
 /** A Watch whose events carry the reduced object, and not the raw one. */
 class SlimWatch<T> extends Watch {
   constructor(
-    api: KubeApi,
+    private readonly api: KubeApi,
     private readonly slim: (raw: never) => Slim<T>,
   ) {
     super(api.config);
   }
 
   override watch(path: string, query: Record<string, string | number | boolean | undefined>, callback: (phase: string, object: unknown, watchObject?: unknown) => void, done: (err: unknown) => void): Promise<AbortController> {
+    this.api.counted('watch');
     return super.watch(path, query, (phase, object) => {
       const reduce = phase === 'ADDED' || phase === 'MODIFIED' || phase === 'DELETED';
       callback(phase, reduce ? this.slim(object as never) : object);
@@ -31,6 +32,14 @@ class SlimWatch<T> extends Watch {
 }
 
 const PAGE = 500;
+
+const objectKey = (o: { metadata: { name: string; namespace?: string } }) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+
+/** The kept fields, resourceVersion aside, as a string to compare. */
+function factsOf(o: { metadata: { resourceVersion?: string } }): string {
+  const { metadata, ...facts } = o;
+  return JSON.stringify([metadata, facts], (key, value: unknown) => (key === 'resourceVersion' ? undefined : value));
+}
 
 export interface InformerSpec<T> {
   // For logs and metrics: "nodes", "felixconfigurations", ...
@@ -62,6 +71,8 @@ export class Supervised<T> {
   private delayMs: number;
   private timer: NodeJS.Timeout | undefined;
   private stopped = false;
+  // What each object's kept fields were, to tell a change from a touch.
+  private readonly seen = new Map<string, string>();
 
   constructor(
     private readonly api: KubeApi,
@@ -79,7 +90,22 @@ export class Supervised<T> {
       return list;
     };
     this.cache = new ListWatch(spec.path, new SlimWatch(api, spec.slim), listFn as never, false, spec.labelSelector, spec.fieldSelector);
-    for (const verb of ['add', 'update', 'delete'] as const) this.cache.on(verb, () => options.onChange());
+    // Only a change of what is kept is a change: a Node's status heartbeat touches none of it.
+    this.cache.on('add', (object) => {
+      this.seen.set(objectKey(object), factsOf(object));
+      options.onChange();
+    });
+    this.cache.on('update', (object) => {
+      const key = objectKey(object);
+      const facts = factsOf(object);
+      if (this.seen.get(key) === facts) return;
+      this.seen.set(key, facts);
+      options.onChange();
+    });
+    this.cache.on('delete', (object) => {
+      this.seen.delete(objectKey(object));
+      options.onChange();
+    });
     this.cache.on('connect', () => {
       if (this.everSynced && this.state !== 'synced') this.setState('synced');
     });
@@ -107,7 +133,7 @@ export class Supervised<T> {
       if (this.spec.labelSelector) query.set('labelSelector', this.spec.labelSelector);
       if (this.spec.fieldSelector) query.set('fieldSelector', this.spec.fieldSelector);
       if (next) query.set('continue', next);
-      const page = await this.api.call<{ metadata: { resourceVersion: string; continue?: string }; items: never[] }>('GET', `${this.spec.path}?${query}`);
+      const page = await this.api.call<{ metadata: { resourceVersion: string; continue?: string }; items: never[] }>('GET', `${this.spec.path}?${query}`, undefined, { kind: 'list' });
       for (const raw of page.items) items.push(this.spec.slim(raw));
       resourceVersion = page.metadata.resourceVersion;
       next = page.metadata.continue || undefined;

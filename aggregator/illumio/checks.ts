@@ -115,7 +115,7 @@ export class IllumioChecks {
       do {
         const query = new URLSearchParams({ limit: '500', fieldSelector: WORKLOAD_SELECTOR });
         if (next) query.set('continue', next);
-        const page = await api.call<{ items: unknown[]; metadata: { continue?: string } }>('GET', `/api/v1/pods?${query}`, undefined, { accept: METADATA_ONLY });
+        const page = await api.call<{ items: unknown[]; metadata: { continue?: string } }>('GET', `/api/v1/pods?${query}`, undefined, { accept: METADATA_ONLY, kind: 'list' });
         count += page.items.length;
         next = page.metadata.continue || undefined;
       } while (next);

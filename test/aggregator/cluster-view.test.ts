@@ -142,6 +142,8 @@ async function run(): Promise<void> {
     'NODE_NO_AGENT worker-5',
     'CALICO_INSERT_MODE worker-2',
     'CALICO_MODE_MIXED worker-2',
+    // The guide's root CA step: no ConfigMap in this cluster (illumio-checks.test.ts has the rest).
+    'ILLUMIO_ROOT_CA_MISSING ',
   ];
 
   await t.test('what the API adds to the reports', async (t) => {
@@ -227,7 +229,7 @@ async function run(): Promise<void> {
     await api.must('DELETE', '/api/v1/nodes/worker-2');
     delete (reports as Record<string, string>)['worker-2']; // its agent is gone with it
     // worker-3 no longer shares its ID with anyone; the UUID group and the modes break up too.
-    await settle('after the deletion', ['NODE_NO_AGENT worker-3', 'NODE_NO_AGENT worker-4', 'NODE_NO_AGENT worker-5']);
+    await settle('after the deletion', ['NODE_NO_AGENT worker-3', 'NODE_NO_AGENT worker-4', 'NODE_NO_AGENT worker-5', 'ILLUMIO_ROOT_CA_MISSING ']);
     const resolved = aggregator.alerts('finding resolved').slice(resolvedBefore);
     for (const f of before.filter((f) => f.nodes.includes('worker-2'))) t.equal(resolved.filter((a) => a.id === f.id).length, 1, `${key(f)} resolved once`);
     t.ok(resolved.some((a) => a.reason === 'node deleted'), 'with the reason');
