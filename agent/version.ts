@@ -1,5 +1,7 @@
 // The agent's version is the package's, read once at start-up. The module runs from agent/
 // (tests, TypeScript sources) or from dist/agent/ (the build), so look one and two levels up.
+// The bundle that ships (scripts/bundle-agent.mjs) has it built in instead: the agent image
+// carries no package.json.
 import { readFileSync } from 'node:fs';
 
 function readVersion(): string {
@@ -14,4 +16,6 @@ function readVersion(): string {
   return '0.0.0-unknown';
 }
 
-export const AGENT_VERSION: string = readVersion();
+declare const NODEPREP_AGENT_VERSION: string | undefined;
+
+export const AGENT_VERSION: string = typeof NODEPREP_AGENT_VERSION === 'string' ? NODEPREP_AGENT_VERSION : readVersion();

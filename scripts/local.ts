@@ -4,6 +4,7 @@
 // iptables-save / nft list tables (as root; as another user those sources report an error) and
 // reads /etc/machine-id.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +14,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 const PORT = process.env.PORT ?? '8080';
 const BASE = `http://127.0.0.1:${PORT}`;
 const children: ChildProcess[] = [];
+// The agent as it ships: the bundle, with the node flags of its #! line (Dockerfile.agent's too).
+const AGENT = 'dist/nodeprep-agent.mjs';
+
+function agentNodeFlags(): string[] {
+  const first = readFileSync(path.join(ROOT, AGENT), 'utf8').slice(0, 512).split('\n', 1)[0] ?? '';
+  return /^#!\/usr\/bin\/env -S node (.*)$/.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
+}
 
 function start(name: string, args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -65,7 +73,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, seconds: num
 const nodeName = os.hostname();
 start('aggregator', ['dist/aggregator/main.js'], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90' });
 await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BASE}/readyz`)).ok, 15);
-start('agent', ['--max-semi-space-size=1', 'dist/agent/main.js', 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
+start('agent', [...agentNodeFlags(), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
 await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);
 
 const { findings } = (await getJson('/v1/findings')) as { findings: { severity: string; code: string; message: string }[] };

@@ -8,6 +8,7 @@ import t from 'tap';
 import { NodeReport } from '../../protocol/report.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES, builtinTargetsOf, expected, realDumps } from '../support/fixtures.js';
 import { createNetns, netnsUnavailable } from '../support/netns.js';
+import { nftTablesEvery } from '../../agent/collect-nft.js';
 
 function collect(args: string[], netns?: string) {
   const argv = ['node', AGENT_BIN, 'collect', ...args];
@@ -52,6 +53,10 @@ t.test('real collection in network namespaces', async (t) => {
     const v6 = realDumps().find((d) => d.name === 'calico-insert.v6.nft')!;
     ns.exec('iptables-nft-restore', [], v4.rules);
     ns.exec('ip6tables-nft-restore', [], v6.rules);
+    // What Felix's nftables dataplane and kube-proxy's nftables mode would leave.
+    ns.exec('nft', ['add', 'table', 'ip', 'calico']);
+    ns.exec('nft', ['add', 'table', 'ip6', 'kube-proxy']);
+    ns.exec('nft', ['add', 'table', 'inet', 'calico']);
     const { status, report } = collect(['--node-name', 'ns-node', '--host-root', path.join(HOST_FIXTURES, 'unique')], ns.name);
     t.equal(status, 0);
     t.ok(NodeReport.safeParse(report).success, 'valid report');
@@ -61,7 +66,7 @@ t.test('real collection in network namespaces', async (t) => {
       const seen = new Map<string, string[]>(set!.tables.flatMap((tb) => tb.builtinChains.map((c) => [`${tb.name}/${c.name}`, c.rules.map((r) => r.target)] as const)));
       for (const [chain, targets] of builtinTargetsOf(d.rules)) t.same(seen.get(chain), targets, `${family} ${chain}`);
     }
-    t.same(report!.nftTables.filter((x) => x.family === 'ip').map((x) => x.name).sort(), ['filter', 'mangle', 'nat', 'raw']);
+    t.same(report!.nftTables, [{ family: 'ip', name: 'calico' }, { family: 'ip6', name: 'kube-proxy' }], 'the watched tables that exist, and only they (inet calico is no dataplane\'s)');
     t.notOk(report!.iptables.some((s) => s.backend === 'legacy'), 'no legacy tables loaded, so no legacy save');
   });
 
@@ -123,4 +128,23 @@ t.test('real collection in network namespaces', async (t) => {
     t.ok(report.errors.some((e) => e.source === 'iptables-nft-save' && /command not found/.test(e.message)));
     t.ok(report.errors.some((e) => e.source === 'nft'));
   });
+});
+
+t.test('nft is asked again only after the interval, and at once after an error', async (t) => {
+  let now = 0;
+  let calls = 0;
+  const answers = [
+    { tables: [{ family: 'ip', name: 'calico' }], errors: [] },
+    { tables: [], errors: [{ source: 'nft', message: 'nft: permission denied' }] },
+    { tables: [], errors: [] },
+  ];
+  const every = nftTablesEvery(60_000, async () => answers[Math.min(calls++, answers.length - 1)]!, () => now);
+  t.same((await every()).tables, [{ family: 'ip', name: 'calico' }]);
+  now = 59_000;
+  t.same((await every()).tables, [{ family: 'ip', name: 'calico' }], 'within the minute: the same answer');
+  t.equal(calls, 1, 'nft ran once');
+  now = 61_000;
+  t.match(await every(), { errors: [{ source: 'nft' }] }, 'after it: asked again');
+  t.same(await every(), { tables: [], errors: [] }, 'an error is not kept: asked again at once');
+  t.equal(calls, 3);
 });

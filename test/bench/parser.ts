@@ -12,7 +12,7 @@ const RUNS = 21;
 export async function benchParser(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-bench-'));
   try {
-    const { text, saveMs, source } = makeDump(dir);
+    const { text, saveMs, source } = makeDump();
     const file = path.join(dir, 'dump.txt');
     writeFileSync(file, text);
     const lines = text.split('\n').length - 1;

@@ -1,7 +1,7 @@
 // Dockerfile.agent and Dockerfile.aggregator, checked without a Docker engine: every path they
 // copy exists (after `npm run build`), the entry points exist and are the commands the chart
-// runs, the agent image has iptables and nftables, the aggregator image runs as non-root, and
-// the compiled code an image carries needs nothing the image leaves out.
+// runs, the agent image has iptables and nftables and only the agent's bundle, the aggregator
+// image runs as non-root, and the code an image carries needs nothing the image leaves out.
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
@@ -73,17 +73,28 @@ function workdirAt(stage: Stage, index: number): string {
   return wd;
 }
 
-/** .dockerignore patterns as regexps over context-relative paths (top level names and globs). */
-function dockerignore(): RegExp[] {
+/**
+ * .dockerignore as a predicate over context-relative paths: top-level names and globs, and "!"
+ * exceptions; as in Docker, the last pattern that matches decides.
+ */
+function dockerignore(): (path: string) => boolean {
   const text = readFileSync(join(repoRoot, '.dockerignore'), 'utf8');
-  return text
+  const patterns = text
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l && !l.startsWith('#'))
-    .map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/.*)?$`));
+    .map((l) => {
+      const p = l.replace(/^!/, '');
+      return { except: l.startsWith('!'), re: new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/.*)?$`) };
+    });
+  return (path) => {
+    let out = false;
+    for (const { except, re } of patterns) if (re.test(path)) out = !except;
+    return out;
+  };
 }
 
-const ignored = dockerignore();
+const isIgnored = dockerignore();
 
 interface ImageFile {
   /** Where the file lives in the repository (the context, or dist/ after `npm run build`). */
@@ -135,6 +146,12 @@ function jsonArray(args: string): string[] {
   return parsed as string[];
 }
 
+/** The node flags on a script's "#!/usr/bin/env -S node ..." line. */
+function shebangFlags(file: string): string[] {
+  const first = readFileSync(file, 'utf8').slice(0, 512).split('\n', 1)[0] ?? '';
+  return /^#!\/usr\/bin\/env -S node (.*)$/.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
+}
+
 function lastOf(stage: Stage, cmd: string): Instruction | undefined {
   return stage.instructions.filter((i) => i.cmd === cmd).pop();
 }
@@ -145,9 +162,11 @@ const images = [
 ] as const;
 
 t.test('.dockerignore keeps a local node_modules and dist out of the context', async (t) => {
-  for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/agent/main.js', '.git']) {
-    t.ok(ignored.some((re) => re.test(p)), `${p} is ignored`);
+  for (const p of ['node_modules', 'node_modules/x/index.js', 'dist/agent/main.js', 'dist/nodeprep-agent.mjs', '.git', 'scripts/local.ts']) {
+    t.ok(isIgnored(p), `${p} is ignored`);
   }
+  // The one script the build stage runs (npm run build bundles the agent with it).
+  t.notOk(isIgnored('scripts/bundle-agent.mjs'), 'scripts/bundle-agent.mjs is in the context');
 });
 
 const pinnedNodeMajor = (JSON.parse(readFileSync(join(repoRoot, 'package.json'), 'utf8')) as { devDependencies: Record<string, string> }).devDependencies.node?.split('.')[0];
@@ -165,7 +184,9 @@ for (const image of images) {
     const build = stages.find((s) => s.instructions.some((i) => i.cmd === 'RUN' && /\bnpm run build\b/.test(i.args)));
     t.ok(build, 'a stage runs npm run build');
     t.ok(build?.instructions.some((i) => i.cmd === 'RUN' && /\bnpm ci\b/.test(i.args) && !/--omit=dev/.test(i.args)), 'it installs dev dependencies (tsc) with npm ci');
-    t.ok(stages.some((s) => s.instructions.some((i) => i.cmd === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(i.args))), 'runtime node_modules come from npm ci --omit=dev');
+    if (image.component === 'aggregator') {
+      t.ok(stages.some((s) => s.instructions.some((i) => i.cmd === 'RUN' && /\bnpm ci\b.*--omit=dev/.test(i.args))), 'runtime node_modules come from npm ci --omit=dev');
+    }
     t.notOk(final.instructions.some((i) => i.cmd === 'RUN' && /\bnpm\b/.test(i.args)), 'the final stage does not run npm');
 
     // Every COPY: context sources exist and are not ignored; --from sources trace back to
@@ -178,7 +199,7 @@ for (const image of images) {
           const where = `line ${ins.line}: COPY ${copy.from ? `--from=${copy.from} ` : ''}${src}`;
           if (!copy.from) {
             t.ok(existsSync(join(repoRoot, src)), `${where} exists in the repository`);
-            t.notOk(ignored.some((re) => re.test(posix.normalize(src))), `${where} is not excluded by .dockerignore`);
+            t.notOk(isIgnored(posix.normalize(src)), `${where} is not excluded by .dockerignore`);
             continue;
           }
           // COPY --from sources are relative to the root of that stage, not to its WORKDIR.
@@ -194,14 +215,20 @@ for (const image of images) {
     // Entry point: exec form, node + a file that the image carries and package.json's bin names.
     const entrypoint = jsonArray(lastOf(final, 'ENTRYPOINT')?.args ?? '[]');
     t.equal(entrypoint[0], 'node', 'ENTRYPOINT runs node');
-    // node's own flags (--max-semi-space-size for the agent) come before the script.
+    // node's own flags (the agent's memory flags) come before the script.
     const main = entrypoint.slice(1).find((a) => !String(a).startsWith('--')) as string;
     const mainFrom = origin(stages, final.name, main);
     t.equal(mainFrom?.repoPath, pkg.bin[image.bin], `${main} is the build of package.json bin ${image.bin}`);
     t.ok(existsSync(join(repoRoot, pkg.bin[image.bin] as string)), `${pkg.bin[image.bin]} exists after npm run build`);
-    const pkgJson = origin(stages, final.name, posix.join(dirname(dirname(dirname(main))), 'package.json'));
-    t.equal(pkgJson?.repoPath, 'package.json', 'package.json ("type": "module") sits at the root of the app');
-    t.equal(pkg.type, 'module');
+    if (image.component === 'agent') {
+      // The bundle is an ES module by its name; agent/main.ts's #! line says which flags to run it with.
+      t.match(main, /\.mjs$/, 'the agent is one .mjs file, an ES module without a package.json');
+      t.same(entrypoint.slice(1, entrypoint.indexOf(main)), shebangFlags(join(repoRoot, pkg.bin[image.bin] as string)), 'the ENTRYPOINT passes the flags of the bundle\'s #! line');
+    } else {
+      const pkgJson = origin(stages, final.name, posix.join(dirname(dirname(dirname(main))), 'package.json'));
+      t.equal(pkgJson?.repoPath, 'package.json', 'package.json ("type": "module") sits at the root of the app');
+      t.equal(pkg.type, 'module');
+    }
 
     // The chart runs exactly the image's entry point.
     const workload = only(render(), image.kind);
@@ -239,21 +266,43 @@ t.test('the aggregator image runs as a non-root user, by number', async (t) => {
   t.notOk(final.instructions.some((i) => i.cmd === 'RUN' && /apt-get/.test(i.args)), 'no extra packages');
 });
 
-// What an image carries must be enough to run: every relative import of the copied JavaScript
-// resolves inside the copied folders, and every package it imports is a runtime dependency
-// (npm ci --omit=dev leaves devDependencies out).
-for (const image of images) {
+/** Where each file a final stage copies comes from, as repository paths under dist/. */
+function copiedFromDist(stages: Stage[]): string[] {
+  const final = stages[stages.length - 1] as Stage;
+  return final.instructions
+    .filter((i) => i.cmd === 'COPY')
+    .flatMap((i) => {
+      const c = parseCopy(i.args);
+      return c.sources.map((s) => (c.from ? origin(stages, c.from, posix.resolve('/', s)) : { repoPath: s }));
+    })
+    .map((o) => o?.repoPath)
+    .filter((p): p is string => !!p && p.startsWith('dist/'));
+}
+
+// The agent image holds one file: the bundle. Nothing else of the build (no node_modules, no
+// package.json, no tsc output), so nothing of the aggregator's can be in it; and what the bundle
+// imports at run time is Node.js itself (esbuild's metafile lists every import it left out).
+t.test('Dockerfile.agent: the bundle and nothing else, needing only Node.js', async (t) => {
+  const { stages } = parseDockerfile(readFileSync(join(repoRoot, 'Dockerfile.agent'), 'utf8'));
+  const final = stages[stages.length - 1] as Stage;
+  const copies = final.instructions.filter((i) => i.cmd === 'COPY').map((i) => parseCopy(i.args));
+  t.same(copies.flatMap((c) => c.sources.map((s) => (c.from ? origin(stages, c.from, posix.resolve('/', s))?.repoPath : s))), [pkg.bin['nodeprep-agent']], 'the final stage copies the bundle only');
+  t.notOk(final.instructions.some((i) => i.cmd === 'RUN' && /\bnpm\b/.test(i.args)), 'and installs no package');
+  t.same(copiedFromDist(stages), ['dist/nodeprep-agent.mjs']);
+  const meta = JSON.parse(readFileSync(join(repoRoot, 'dist/nodeprep-agent.meta.json'), 'utf8')) as { outputs: Record<string, { imports: { path: string; external?: boolean }[] }> };
+  const imports = Object.values(meta.outputs).flatMap((o) => o.imports);
+  t.ok(imports.length > 0, `${imports.length} imports left for run time`);
+  const notBuiltin = imports.filter((i) => !i.external || !(i.path.startsWith('node:') || builtinModules.includes(i.path)));
+  t.same(notBuiltin, [], 'every one of them is a Node.js built-in module');
+});
+
+// What the aggregator image carries must be enough to run: every relative import of the copied
+// JavaScript resolves inside the copied folders, and every package it imports is a runtime
+// dependency (npm ci --omit=dev leaves devDependencies out).
+for (const image of images.filter((i) => i.component === 'aggregator')) {
   t.test(`${image.file}: the copied code needs nothing left out`, async (t) => {
     const { stages } = parseDockerfile(readFileSync(join(repoRoot, image.file), 'utf8'));
-    const final = stages[stages.length - 1] as Stage;
-    const copied = final.instructions
-      .filter((i) => i.cmd === 'COPY')
-      .flatMap((i) => {
-        const c = parseCopy(i.args);
-        return c.sources.map((s) => (c.from ? origin(stages, c.from, posix.resolve('/', s)) : { repoPath: s }));
-      })
-      .map((o) => o?.repoPath)
-      .filter((p): p is string => !!p && p.startsWith('dist/'));
+    const copied = copiedFromDist(stages);
     t.ok(copied.includes(`dist/${image.component}`), `copies dist/${image.component}`);
     const entry = join(repoRoot, 'dist', image.component, 'main.js');
     t.ok(existsSync(entry), `dist/${image.component}/main.js exists after npm run build`);
@@ -285,8 +334,9 @@ for (const image of images) {
   });
 }
 
-// The build stage, replayed outside Docker: only what it copies from the context, then the
-// compiler `npm run build` runs. Catches a source folder the Dockerfiles forget to copy.
+// The build stage, replayed outside Docker: only what it copies from the context, then what
+// `npm run build` runs, the compiler and the agent's bundler. Catches a source folder the
+// Dockerfiles forget to copy.
 t.test('the build stage compiles from exactly what it copies', async (t) => {
   const builds = images.map((image) => {
     const { stages } = parseDockerfile(readFileSync(join(repoRoot, image.file), 'utf8'));
@@ -309,11 +359,12 @@ t.test('the build stage compiles from exactly what it copies', async (t) => {
   // Stands in for `RUN npm ci`: the same lock file, already installed here.
   symlinkSync(join(repoRoot, 'node_modules'), join(ctx, 'node_modules'), 'dir');
   const script = (JSON.parse(readFileSync(join(ctx, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts.build;
-  t.equal(script, 'tsc -p tsconfig.json', 'npm run build is tsc');
+  t.equal(script, 'tsc -p tsconfig.json && node scripts/bundle-agent.mjs', 'npm run build is tsc, then the agent\'s bundle');
   const res = spawnSync(process.execPath, [join(repoRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'], { cwd: ctx, encoding: 'utf8' });
   t.equal(res.status, 0, 'tsc succeeds with only the copied sources', { stdout: res.stdout, stderr: res.stderr });
-  for (const image of images) {
-    t.ok(existsSync(join(ctx, 'dist', image.component, 'main.js')), `dist/${image.component}/main.js is built`);
-  }
+  const bundled = spawnSync(process.execPath, ['scripts/bundle-agent.mjs'], { cwd: ctx, encoding: 'utf8' });
+  t.equal(bundled.status, 0, 'the bundler succeeds with only the copied sources', { stdout: bundled.stdout, stderr: bundled.stderr });
+  t.ok(existsSync(join(ctx, pkg.bin['nodeprep-agent'] as string)), `${pkg.bin['nodeprep-agent']} is built`);
+  t.ok(existsSync(join(ctx, 'dist', 'aggregator', 'main.js')), 'dist/aggregator/main.js is built');
   t.ok(existsSync(join(ctx, 'dist', 'protocol')), 'dist/protocol is built');
 });

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { AGENT_BIN, AGGREGATOR_BIN } from './fixtures.js';
+import { AGENT_BIN, AGGREGATOR_BIN, agentNodeFlags } from './fixtures.js';
 
 const PREFIX = 'npe2e';
 export const AGGREGATOR_PORT = 18080;
@@ -144,7 +144,7 @@ export class Cluster {
     const index = this.nodeIndex.get(name)!;
     const proc = this.track(
       spawnLogged([
-        'ip', 'netns', 'exec', this.nodeNs(name), process.execPath, '--max-semi-space-size=1', AGENT_BIN, 'run',
+        'ip', 'netns', 'exec', this.nodeNs(name), process.execPath, ...agentNodeFlags(), AGENT_BIN, 'run',
         '--node-name', name,
         '--host-root', path.join(this.dir, 'hosts', name),
         '--aggregator-url', `http://198.18.${index}.1:${AGGREGATOR_PORT}`,

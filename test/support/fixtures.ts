@@ -7,8 +7,16 @@ export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 export const IPTABLES_FIXTURES = path.join(FIXTURES, 'iptables');
 export const HOST_FIXTURES = path.join(FIXTURES, 'hosts');
-export const AGENT_BIN = path.join(ROOT, 'dist/agent/main.js');
+/** The agent as it ships: the one file Dockerfile.agent copies (npm run build bundles it). */
+export const AGENT_BIN = path.join(ROOT, 'dist/nodeprep-agent.mjs');
 export const AGGREGATOR_BIN = path.join(ROOT, 'dist/aggregator/main.js');
+
+/** The node flags on the agent's "#!/usr/bin/env -S node ..." line, which the image's ENTRYPOINT passes too. */
+export function agentNodeFlags(): string[] {
+  const first = readFileSync(AGENT_BIN, 'utf8').slice(0, 512).split('\n', 1)[0] ?? '';
+  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
+  return m ? m[1]!.trim().split(/\s+/) : [];
+}
 
 export interface Expected {
   iptables: Record<string, { verdict: string; incompleteTables?: string[] }>;
