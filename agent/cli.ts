@@ -1,7 +1,9 @@
 // Command line of nodeprep-agent (design.md section 3). Every option also reads an environment
 // variable, so the DaemonSet configures the agent with env and a person with flags.
+import os from 'node:os';
 import { parseArgs } from 'node:util';
 import type { Backend, Family } from '../protocol/report.js';
+import { CLUSTER_NAME_RULE, NODE_NAME_RULE, isClusterName, isNodeName } from '../protocol/names.js';
 import type { DumpSource } from './collect.js';
 
 export const USAGE = `usage: nodeprep-agent <collect|run> [options]
@@ -108,6 +110,10 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentCom
   if (!(LOG_LEVELS as readonly string[]).includes(out.logLevel)) {
     throw new UsageError(`--log-level: "${out.logLevel}" is not a level; use one of ${LOG_LEVELS.join(', ')}`);
   }
+  // Names go into every report and must be what Kubernetes allows (protocol/names.ts): say so
+  // now, not as a 400 from the aggregator at every sample.
+  if (out.nodeName !== undefined && !isNodeName(out.nodeName)) throw new UsageError(`--node-name: "${out.nodeName}" must be ${NODE_NAME_RULE}`);
+  if (out.cluster !== undefined && !isClusterName(out.cluster)) throw new UsageError(`--cluster: "${out.cluster}" must be ${CLUSTER_NAME_RULE}`);
   if (command === 'run') {
     if (!out.nodeName) throw new UsageError('run needs --node-name (or NODE_NAME, from the downward API)');
     if (!out.aggregatorUrl) throw new UsageError('run needs --aggregator-url (or AGGREGATOR_URL)');
@@ -147,4 +153,9 @@ function seconds(flag: string, raw: string | undefined, fallback: number): numbe
 
 function nonEmpty(s: string | undefined): string | undefined {
   return s === undefined || s === '' ? undefined : s;
+}
+
+/** This machine's hostname as a Kubernetes node name (lower case, no "_"), as the kubelet derives it. */
+export function hostNodeName(hostname = os.hostname()): string {
+  return hostname.toLowerCase().replace(/[^a-z0-9.-]/g, '-').replace(/^[^a-z0-9]+|[^a-z0-9]+$/g, '').slice(0, 253) || 'localhost';
 }

@@ -17,8 +17,7 @@
 //   sleeps between samples; about 1 MiB.
 // - --expose-gc: run.ts collects each sample's garbage before it sleeps; 4-5 MiB.
 // Dockerfile.agent's ENTRYPOINT and the chart's command carry the same flags (a test checks).
-import os from 'node:os';
-import { USAGE, UsageError, parseAgentArgs, type AgentCommand } from './cli.js';
+import { USAGE, UsageError, hostNodeName, parseAgentArgs, type AgentCommand } from './cli.js';
 import { collectReport } from './collect.js';
 
 async function main(): Promise<number> {
@@ -41,7 +40,7 @@ async function main(): Promise<number> {
 async function collectOnce(cmd: AgentCommand): Promise<number> {
   const { report, collectedAnything } = await collectReport({
     hostRoot: cmd.hostRoot,
-    nodeName: cmd.nodeName ?? os.hostname(),
+    nodeName: cmd.nodeName ?? hostNodeName(),
     cluster: cmd.cluster,
     dumps: cmd.dumps,
     procNet: cmd.procNet,

@@ -5,10 +5,10 @@
 // reads /etc/machine-id.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
+import { hostNodeName } from '../agent/cli.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PORT = process.env.PORT ?? '8080';
@@ -70,8 +70,10 @@ async function waitFor(what: string, check: () => Promise<boolean>, seconds: num
   throw new Error(`${what} did not happen within ${seconds} s`);
 }
 
-const nodeName = os.hostname();
-start('aggregator', ['dist/aggregator/main.js'], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90' });
+const nodeName = hostNodeName();
+// Local mode: this machine alone. The cluster view stays off even where a kubeconfig exists, so
+// that npm start never reads (or is confused by) a cluster the machine happens to reach.
+start('aggregator', ['dist/aggregator/main.js'], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90', CLUSTER_VIEW: 'off' });
 await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BASE}/readyz`)).ok, 15);
 start('agent', [...agentNodeFlags(), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
 await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);

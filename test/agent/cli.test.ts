@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { pino } from 'pino';
 import t from 'tap';
-import { LOG_LEVELS, UsageError, parseAgentArgs, parseDumpSpec } from '../../agent/cli.js';
+import { LOG_LEVELS, UsageError, hostNodeName, parseAgentArgs, parseDumpSpec } from '../../agent/cli.js';
 import { AGENT_BIN } from '../support/fixtures.js';
 
 t.test('--from-dump prefixes', async (t) => {
@@ -50,4 +50,13 @@ t.test('the built agent: a bad --log-level exits 2 with the usage, no stack trac
   t.match(run.stderr, /^nodeprep-agent: --log-level: "bogus" is not a level/);
   t.match(run.stderr, /usage: nodeprep-agent/);
   t.notMatch(run.stderr, /\n\s+at /, 'no stack trace');
+});
+
+t.test('names a report carries are checked as Kubernetes names, at the command line', async (t) => {
+  t.throws(() => parseAgentArgs(['collect', '--node-name', 'Worker_1'], {}), { name: 'UsageError', message: /--node-name: "Worker_1" must be a DNS-1123 subdomain/ });
+  t.throws(() => parseAgentArgs(['collect', '--node-name', 'w1', '--cluster', 'eu/west'], {}), { name: 'UsageError', message: /--cluster: "eu\/west" must be a DNS-1123 label/ });
+  t.throws(() => parseAgentArgs(['run', '--aggregator-url', 'http://a'], { NODE_NAME: 'node.Example.com' }), { name: 'UsageError' }, 'from the environment too');
+  t.equal(parseAgentArgs(['collect', '--node-name', 'worker-1.eu.example.com', '--cluster', 'prod-eu-1'], {}).nodeName, 'worker-1.eu.example.com');
+  t.equal(hostNodeName('Build_Box.Local'), 'build-box.local', 'collect\'s default: the hostname, as the kubelet would name the node');
+  t.equal(hostNodeName('_'), 'localhost');
 });
