@@ -31,9 +31,6 @@ import { illumioRoutes } from './routes/illumio.js';
 export const BODY_LIMIT = MAX_REPORT_BYTES + 16 * 1024;
 
 declare module 'fastify' {
-  interface FastifyRequest {
-    rawBody: string | undefined;
-  }
   interface FastifyInstance {
     engine: Engine;
     clusterView: { status: () => ClusterViewStatus };
@@ -88,32 +85,12 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // raw parameter: up to 63 + 3 + 253 characters. Its default of 100 answers 414 to
     // GET /v1/nodes/:name for a long node name.
     routerOptions: { maxParamLength: MAX_NODE_KEY + 2 },
-    // For the one route ajv validates (POST /v1/reports): reject, never repair. Fastify's
-    // defaults would drop unknown fields and coerce "1" to 1. allErrors: a 400 lists every
-    // problem, so an agent's bad report is fixed in one go.
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: false, allErrors: true } },
   }) as unknown as FastifyInstance;
   // Zod validates in each route plugin (see routes/); zod serialises every response.
   app.setSerializerCompiler(serializerCompiler);
 
-  // Keep the body text: the store keeps the report compressed as received, and re-serialising
-  // the parsed object would cost as much as parsing it.
-  app.decorateRequest('rawBody', undefined);
-  // JSON only: anything else (fastify also parses text/plain by default) is a 415.
+  // JSON only, and only where a route takes a body (routes/reports.ts): anything else is a 415.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    try {
-      const parsed: unknown = JSON.parse(body as string);
-      request.rawBody = body as string;
-      done(null, parsed);
-    } catch (error) {
-      const invalid = Object.assign(new Error(`body is not valid JSON: ${(error as Error).message}`), {
-        statusCode: 400,
-        code: 'FST_ERR_CTP_INVALID_JSON_BODY',
-      });
-      done(invalid, undefined);
-    }
-  });
 
   const engine = new Engine({
     ttlSeconds: config.ttlSeconds,

@@ -95,18 +95,37 @@ export class Engine {
 
   // ---- reports ----
 
-  /** Keeps the report as its node's latest; returns the findings that concern the node. */
-  ingest(report: NodeReport, rawJson: string): Finding[] {
+  /**
+   * Keeps the report as its node's latest; returns the findings that concern the node.
+   * `fingerprint`: reports/fingerprint.ts's digest of rawJson, when the caller has it already.
+   */
+  ingest(report: NodeReport, rawJson: string, fingerprint?: string): Finding[] {
     const now = this.now();
     const key = nodeKey(report);
     const known = this.reports.get(key) !== undefined;
-    const { repeated, wasStale } = this.reports.put(key, report, rawJson, now);
+    const { repeated, wasStale } = this.reports.put(key, report, rawJson, now, fingerprint);
     if (!known) this.sortedKeys = undefined;
     if (!repeated) {
       if (wasStale) this.book.clear(SCOPE.stale(key), now);
       this.analyze(key, report, now);
     }
     return this.findingsOfNode(key);
+  }
+
+  /** The node whose live report a report with this fingerprint repeats (a heartbeat), if any. */
+  repeatOf(fingerprint: string): { key: string; name: string; cluster: string } | undefined {
+    return this.reports.repeatOf(fingerprint);
+  }
+
+  /**
+   * A heartbeat known by its fingerprint: the node is fresh, its facts unchanged. Undefined when
+   * its report is no longer live (it went stale or was replaced meanwhile): then ingest it in full.
+   */
+  heartbeat(fingerprint: string, collectedAt: string): Finding[] | undefined {
+    const entry = this.reports.repeatOf(fingerprint);
+    if (!entry) return undefined;
+    this.reports.touch(entry, this.now(), collectedAt);
+    return this.findingsOfNode(entry.key);
   }
 
   /** Marks nodes silent past the TTL stale, forgets those silent past the drop time, and re-checks the view's findings. */
@@ -131,7 +150,7 @@ export class Engine {
     });
     this.book.set(SCOPE.report(key), analysis.findings, now);
     this.placeMachineId(key, now);
-    this.placeMode(key, report.node.cluster ?? '', analysis.calicoMode, now);
+    this.placeMode(key, this.reports.get(key)!.cluster, analysis.calicoMode, now);
   }
 
   private markStale(entry: ReportEntry, now: number): void {

@@ -12,8 +12,18 @@ import { LIMITS, SCHEMA_VERSION } from './limits.js';
 import { CLUSTER_NAME_RULE, DNS1123_LABEL, DNS1123_SUBDOMAIN, MAX_CLUSTER_NAME, MAX_NODE_NAME, NODE_NAME_RULE } from './names.js';
 import { BUILTIN_WORD, PRINTABLE, PRINTABLE_RULE } from './text.js';
 
-/** A string of at most `max` code units, none of them a control character or a lone surrogate. */
-const text = (max: number) => z.string().max(max).regex(PRINTABLE, { error: PRINTABLE_RULE });
+/**
+ * A string of at most `max` code units, none of them a control character or a lone surrogate.
+ * Not zod's .max(), which counts code points (4 bytes of JSON each, at worst, against 3 for a
+ * unit): the length goes into the JSON Schema as maxLength, which the aggregator's ajv counts in
+ * code units too (aggregator/report-validation.ts).
+ */
+const text = (max: number) =>
+  z
+    .string()
+    .refine((s) => s.length <= max, { error: `must be at most ${max} characters (UTF-16 code units)` })
+    .meta({ maxLength: max })
+    .regex(PRINTABLE, { error: PRINTABLE_RULE });
 // ISO-8601 in UTC, as toISOString() writes it; zod's regex admits any number of fraction digits.
 const timestamp = () => z.iso.datetime().max(LIMITS.timestamp);
 // Chain family prefixes are the agent's own constants, not text read from the host.
@@ -122,6 +132,10 @@ export const HeadChange = z.strictObject({
 });
 export type HeadChange = z.infer<typeof HeadChange>;
 
+// When the agent collected the report; the aggregator checks it alone on a report it recognises
+// by its bytes as a repeat (aggregator/reports/fingerprint.ts).
+export const CollectedAt = timestamp();
+
 const NodeReportShape = z.strictObject({
   schemaVersion: z.literal(SCHEMA_VERSION),
   agent: z.strictObject({ version: text(64) }),
@@ -129,7 +143,7 @@ const NodeReportShape = z.strictObject({
     name: z.string().max(MAX_NODE_NAME).regex(DNS1123_SUBDOMAIN, { error: `must be ${NODE_NAME_RULE}` }),
     cluster: z.string().max(MAX_CLUSTER_NAME).regex(DNS1123_LABEL, { error: `must be ${CLUSTER_NAME_RULE}` }).optional(),
   }),
-  collectedAt: timestamp(),
+  collectedAt: CollectedAt,
   machineId: z.strictObject({ etc: MachineIdFile, dbus: MachineIdFile }),
   iptables: z.array(IptablesRuleset).max(LIMITS.iptablesEntries),
   nftTables: z.array(NftTable).max(LIMITS.nftTables),

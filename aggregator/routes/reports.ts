@@ -1,11 +1,18 @@
 // POST /v1/reports (design.md section 5).
-import type { FastifyPluginAsync } from 'fastify';
+//
+// Most reports are heartbeats: the node's facts again, with a new collectedAt. One is known by
+// its bytes (reports/fingerprint.ts) before it is parsed, and costs a hash and a lookup: its
+// bytes are those of a report that was parsed, validated and analysed, and collectedAt is checked
+// on its own. Any other report is parsed, validated against NodeReport's JSON Schema (ajv) and
+// analysed.
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, ReportAccepted } from '../../protocol/api.js';
-import { SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
+import { CollectedAt, SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
 import { nodeKey } from '../detect/finding.js';
 import { HttpError, makeErrorHandler } from '../errors.js';
-import { reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
+import { compileReportValidator, reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
+import { fingerprintOf } from '../reports/fingerprint.js';
 import type { senderHooks } from '../access/hooks.js';
 import type { Metrics } from '../metrics.js';
 import type { Engine } from '../engine.js';
@@ -20,20 +27,63 @@ export interface ReportRouteOptions {
 
 export const REPORTS_URL = '/v1/reports';
 
-// This plugin sets no validator compiler, so the body schema (JSON Schema generated from the zod
-// NodeReport, see report-validation.ts) is compiled by fastify's ajv; responses use zod.
+/** The body of a heartbeat: which node's live report it repeats, and when it was collected. */
+class Heartbeat {
+  constructor(
+    readonly node: { name: string; cluster?: string },
+    readonly collectedAt: string,
+  ) {}
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    // The report as sent, and its fingerprint: the store keeps the text, compressed.
+    rawBody: string | undefined;
+    fingerprint: string | undefined;
+  }
+}
+
 export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { engine, metrics, access, bodyLimit }) => {
-  const bodySchema = reportJsonSchema();
   // Encapsulated to this plugin: every refusal of a report, from the token check to the body
   // limit, is counted by reason; other routes' errors are not.
   app.setErrorHandler(makeErrorHandler((reason) => metrics.reportsRejected.inc({ reason })));
+
+  app.decorateRequest('rawBody', undefined);
+  app.decorateRequest('fingerprint', undefined);
+  // JSON only (app.ts removes fastify's other parsers: anything else is a 415).
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    const raw = body as string;
+    const { digest, collectedAt } = fingerprintOf(raw);
+    request.rawBody = raw;
+    request.fingerprint = digest;
+    const repeated = engine.repeatOf(digest);
+    if (repeated && collectedAt !== undefined && CollectedAt.safeParse(collectedAt).success) {
+      done(null, new Heartbeat({ name: repeated.name, ...(repeated.cluster === '' ? {} : { cluster: repeated.cluster }) }, collectedAt));
+      return;
+    }
+    try {
+      done(null, JSON.parse(raw));
+    } catch (error) {
+      const invalid = Object.assign(new Error(`body is not valid JSON: ${(error as Error).message}`), { statusCode: 400, code: 'FST_ERR_CTP_INVALID_JSON_BODY' });
+      done(invalid, undefined);
+    }
+  });
+
+  // The schema stays on the route for the API description; this validates what it says.
+  const validate = compileReportValidator();
+  app.setValidatorCompiler(() => (body: unknown) => {
+    if (body instanceof Heartbeat) return { value: body };
+    const errors = validate(body);
+    return errors ? { error: errors } : { value: body };
+  });
+
   app.withTypeProvider<ZodTypeProvider>().post(
     REPORTS_URL,
     {
       bodyLimit,
       schema: {
         summary: 'Submit a NodeReport (sent by the nodeprep agent)',
-        body: bodySchema,
+        body: reportJsonSchema(),
         response: { 202: ReportAccepted, 400: ApiError, 401: ApiError, 403: ApiError, 413: ApiError, 415: ApiError },
         security: [{ bearer: [] }],
       },
@@ -54,14 +104,24 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
       },
     },
     async (request, reply) => {
-      const report = request.body as NodeReport;
-      const issues = reportTotalsIssues(report);
-      if (issues.length > 0) throw new HttpError(400, `body.${issues[0]!.path}: ${issues[0]!.message}`, 'invalid_report', issues);
-      const findings = engine.ingest(report, request.rawBody ?? JSON.stringify(report));
+      const body = request.body as NodeReport | Heartbeat;
+      const findings = body instanceof Heartbeat ? heartbeat(engine, request, body) : ingest(engine, request, body);
       metrics.reportsReceived.inc();
       // Up to the answer being ready; writing it to the socket is not ingest.
       metrics.ingestSeconds.observe(reply.elapsedTime / 1000);
-      return reply.code(202).send({ node: nodeKey(report), findings });
+      return reply.code(202).send({ node: nodeKey(body), findings });
     },
   );
 };
+
+function ingest(engine: Engine, request: FastifyRequest, report: NodeReport) {
+  const issues = reportTotalsIssues(report);
+  if (issues.length > 0) throw new HttpError(400, `body.${issues[0]!.path}: ${issues[0]!.message}`, 'invalid_report', issues);
+  return engine.ingest(report, request.rawBody!, request.fingerprint);
+}
+
+function heartbeat(engine: Engine, request: FastifyRequest, beat: Heartbeat) {
+  // The node went stale or sent other facts between the parser and here: then this is its
+  // report in full, valid as the one it repeated (its bytes, and a valid collectedAt).
+  return engine.heartbeat(request.fingerprint!, beat.collectedAt) ?? engine.ingest(JSON.parse(request.rawBody!) as NodeReport, request.rawBody!, request.fingerprint);
+}

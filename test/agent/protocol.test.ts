@@ -9,7 +9,8 @@ import { propertySeed } from '../support/fast-check.js';
 // every free-text string made of `fill`, every enum at its longest value. Names the schema
 // restricts to DNS-1123 or to ASCII are at their costliest there.
 function largestReport(fill = WORST): NodeReport {
-  const s = (n: number, c = fill) => c.repeat(n);
+  // n code units of c (a surrogate pair is two).
+  const s = (n: number, c = fill) => c.repeat(Math.floor(n / c.length));
   const tablesTotal = LIMITS.iptablesEntries * LIMITS.tablesPerEntry;
   let rulesLeft: number = LIMITS.rulesPerReport;
   let namesLeft: number = LIMITS.userChainNamesPerReport;
@@ -88,8 +89,8 @@ t.test('no code unit the schema admits costs more than 3 bytes of JSON', async (
 });
 
 t.test('no report the schema accepts exceeds MAX_REPORT_BYTES', async (t) => {
-  // `"` and `\` cost 2 bytes each once escaped; 3-byte characters cost more.
-  for (const fill of [WORST, '"', '\\']) {
+  // `"` and `\` cost 2 bytes each once escaped, a surrogate pair 4 for 2 units; 3-byte characters cost more.
+  for (const fill of [WORST, '"', '\\', '\u{1D11E}']) {
     const report = largestReport(fill);
     const checked = NodeReport.safeParse(report);
     t.ok(checked.success, checked.success ? `the largest report of ${JSON.stringify(fill)} is valid` : String(checked.error.issues[0]?.message));

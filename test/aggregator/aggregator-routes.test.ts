@@ -6,7 +6,7 @@ import { buildApp, BODY_LIMIT, createLogger } from '../../aggregator/app.js';
 import { SharedTokens, parseSharedTokens } from '../../aggregator/access/shared-tokens.js';
 import { reportJsonSchema } from '../../aggregator/report-validation.js';
 import { MAX_CLUSTER_NAME, MAX_NODE_NAME } from '../../protocol/names.js';
-import { LIMITS, MAX_REPORT_BYTES, type NodeReport } from '../../protocol/report.js';
+import { LIMITS, MAX_REPORT_BYTES, NodeReport } from '../../protocol/report.js';
 import { PRINTABLE } from '../../protocol/text.js';
 import { buildReport } from '../support/reports.js';
 
@@ -240,6 +240,57 @@ t.test('a 400 lists every problem, not only the first', async (t) => {
   const paths = (res.json().issues as { path: string }[]).map((i) => i.path);
   for (const path of ['extra', 'collectedAt', 'illumio.hostDataDir']) t.ok(paths.includes(path), `${path} is listed`);
   t.match(res.json().message, /\(and \d+ more problems\)/);
+});
+
+t.test('a heartbeat is known by its bytes: the node refreshed, collectedAt checked, the sender still authorized', async (t) => {
+  let now = Date.parse('2025-01-01T00:00:00Z');
+  const tokens = new SharedTokens();
+  tokens.replace(parseSharedTokens(`eu-token eu\nus-token us\n`, ''));
+  const app = await buildApp({ config: { ...config, ttlSeconds: 60 }, logger: createLogger('silent'), sweep: false, now: () => now, shared: tokens });
+  t.teardown(() => app.close());
+  const post = (body: string, token = 'eu-token') => app.inject({ method: 'POST', url: '/v1/reports', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` }, payload: body });
+  const report = buildReport({ name: 'w1', cluster: 'eu', calico: 'insert' });
+  const at = (iso: string) => JSON.stringify({ ...report, collectedAt: iso });
+  const detail = async () => (await app.inject('/v1/nodes/eu%2Fw1')).json();
+
+  t.equal((await post(at('2025-01-01T00:00:00.000Z'))).statusCode, 202);
+  now += 30_000;
+  const beat = await post(at('2025-01-01T00:00:30.000Z'));
+  t.equal(beat.statusCode, 202);
+  t.match(beat.json(), { node: 'eu/w1', findings: [{ code: 'CALICO_INSERT_MODE' }] }, 'the answer carries the node\'s findings, as for any report');
+  t.match(await detail(), { lastSeen: '2025-01-01T00:00:30.000Z', report: { collectedAt: '2025-01-01T00:00:30.000Z' } }, 'fresh, with the new collectedAt');
+
+  const badDate = await post(at('2025-13-01T00:00:00.000Z'));
+  t.equal(badDate.statusCode, 400, 'the same facts with an impossible collectedAt are no heartbeat');
+  t.match(badDate.json(), { issues: [{ path: 'collectedAt' }] });
+  const otherCluster = await post(at('2025-01-01T00:00:40.000Z'), 'us-token');
+  t.equal(otherCluster.statusCode, 403, 'a heartbeat is authorized like any report: a token of cluster us may not speak for eu/w1');
+  t.match(await detail(), { report: { collectedAt: '2025-01-01T00:00:30.000Z' } }, 'and neither refusal changed the node');
+
+  // The same facts, the keys in another order: not known by bytes, taken in full, still one node.
+  const { node, ...rest } = report;
+  t.equal((await post(JSON.stringify({ node, ...rest, collectedAt: '2025-01-01T00:00:50.000Z' }))).statusCode, 202);
+  t.equal((await app.inject('/v1/nodes')).json().nodes.length, 1);
+
+  // A stale node's heartbeat is analysed again: NODE_STALE resolved, its findings back.
+  now += 120_000;
+  app.engine.sweep();
+  t.match(await detail(), { stale: true });
+  const back = await post(at('2025-01-01T00:03:00.000Z'));
+  t.equal(back.statusCode, 202);
+  t.same(back.json().findings.map((f: { code: string }) => f.code), ['CALICO_INSERT_MODE']);
+  t.match(await detail(), { stale: false, lastSeen: new Date(now).toISOString() });
+});
+
+t.test('string limits count UTF-16 code units, in ajv as in zod', async (t) => {
+  const { post } = await setup(t);
+  // 33 characters outside the Basic Multilingual Plane: 33 code points, 66 code units; the limit is 64.
+  const report = buildReport({ name: 'clef' }, { agent: { version: '\u{1D11E}'.repeat(33) } });
+  t.notOk(NodeReport.safeParse(report).success, 'zod refuses it');
+  const res = await post(report);
+  t.equal(res.statusCode, 400, 'and so does the aggregator');
+  t.match(res.json().issues, [{ path: 'agent.version' }]);
+  t.equal((await post(buildReport({ name: 'clef' }, { agent: { version: '\u{1D11E}'.repeat(32) } }))).statusCode, 202, '64 code units pass');
 });
 
 t.test('the Bearer scheme is case-insensitive (RFC 7235)', async (t) => {
