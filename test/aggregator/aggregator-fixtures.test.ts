@@ -11,7 +11,7 @@ import { collectReport, type DumpSource } from '../../agent/collect.js';
 import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
 import { analyzeNode } from '../../aggregator/detect/node.js';
 import type { Finding } from '../../protocol/findings.js';
-import { AGENT_BIN, AGGREGATOR_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
+import { AGENT_BIN, AGGREGATOR_BIN, HOST_FIXTURES, IPTABLES_FIXTURES, aggregatorNodeFlags } from '../support/fixtures.js';
 
 interface Case {
   node: string;
@@ -76,7 +76,7 @@ t.test('the built aggregator, fed by the built agent', async (t) => {
   const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-agg-proc-'));
   const tokenFile = path.join(dir, 'token');
   writeFileSync(tokenFile, 'fixture-token\n');
-  const child = spawn(process.execPath, [AGGREGATOR_BIN], {
+  const child = spawn(process.execPath, [...aggregatorNodeFlags(), AGGREGATOR_BIN], {
     env: { PATH: process.env.PATH, PORT: '0', HOST: '127.0.0.1', AUTH_TOKEN_FILE: tokenFile, ILLUMIO_CHAIN_PATTERNS: 'illumio*' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -15,12 +15,7 @@ export const AGENT = path.join(ROOT, 'dist/nodeprep-agent.mjs');
 /** A node with 5,000 services, 3 endpoints each, and Calico in Insert mode: about 75,000 lines. */
 export const BUSY_NODE: RulesetShape = { services: 5000, endpoints: 3, calico: 'insert' };
 
-/** The node flags on the agent's "#!/usr/bin/env -S node ..." line: run it as its users do. */
-export function shebangFlags(file: string): string[] {
-  const first = readFileSync(file, 'utf8').split('\n', 1)[0] ?? '';
-  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
-  return m ? m[1]!.trim().split(/\s+/) : [];
-}
+export { shebangFlags } from '../support/shebang.js';
 
 /** Why this machine cannot load a ruleset into a namespace, or undefined when it can. */
 export function namespacesUnavailable(): string | undefined {

@@ -3,7 +3,7 @@
 // lines kept, and killed at the end whatever happens.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
-import { AGGREGATOR_BIN } from './fixtures.js';
+import { AGGREGATOR_BIN, aggregatorNodeFlags } from './fixtures.js';
 
 export interface LogLine {
   msg?: string;
@@ -40,7 +40,7 @@ export class AggregatorProcess {
 
   /** Starts the aggregator on 127.0.0.1 with a free port; `ca` trusts its HTTPS certificate. */
   static async start(env: Record<string, string>, options: { ca?: string; startSeconds?: number; readToken?: string } = {}): Promise<AggregatorProcess> {
-    const child = spawn(process.execPath, [AGGREGATOR_BIN], {
+    const child = spawn(process.execPath, [...aggregatorNodeFlags(), AGGREGATOR_BIN], {
       env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', PORT: '0', HOST: '127.0.0.1', ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

@@ -9,7 +9,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
-import { AGENT_BIN, AGGREGATOR_BIN, agentNodeFlags } from './fixtures.js';
+import { AGENT_BIN, AGGREGATOR_BIN, agentNodeFlags, aggregatorNodeFlags } from './fixtures.js';
 
 const PREFIX = 'npe2e';
 export const AGGREGATOR_PORT = 18080;
@@ -129,7 +129,7 @@ export class Cluster {
 
   startAggregator(env: Record<string, string>): Proc {
     this.aggregator = this.track(
-      spawnLogged(['ip', 'netns', 'exec', this.hub, process.execPath, AGGREGATOR_BIN], {
+      spawnLogged(['ip', 'netns', 'exec', this.hub, process.execPath, ...aggregatorNodeFlags(), AGGREGATOR_BIN], {
         ...process.env,
         PORT: String(AGGREGATOR_PORT),
         HOST: '0.0.0.0',

