@@ -5,6 +5,7 @@ const benches: Record<string, () => Promise<void>> = {
   agent: async () => (await import('./agent.js')).benchAgent(),
   images: async () => (await import('./images.js')).benchImages(),
   aggregator: async () => (await import('./aggregator.js')).benchAggregator(),
+  'cluster-view': async () => (await import('./cluster-view.js')).benchClusterView(),
 };
 
 const only = process.argv[2];

@@ -77,6 +77,19 @@ if [ "$cluster" = 1 ]; then
   build kubernetes "-s -w$stamp" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver \
     kube-controller-manager=k8s.io/kubernetes/cmd/kube-controller-manager kube-scheduler=k8s.io/kubernetes/cmd/kube-scheduler
   build kwok "-s -w" kwok=sigs.k8s.io/kwok/cmd/kwok
+  # kwok's controller has no built-in stages: the config must carry the ones kwokctl uses, which
+  # the kwok module ships (kustomize/stage/); take them from the module this build just used.
+  if [ ! -s "$out/kwok-stages.yaml" ]; then
+    stages=$(cd "$here/kwok" && GOFLAGS=-mod=readonly go list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/stage
+    for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
+      pod/general/pod-create.yaml pod/general/pod-init-container-running.yaml pod/general/pod-init-container-completed.yaml \
+      pod/general/pod-ready.yaml pod/general/pod-complete.yaml pod/general/pod-delete.yaml; do
+      echo '---'
+      cat "$stages/$f"
+    done > "$out/kwok-stages.yaml.tmp"
+    mv "$out/kwok-stages.yaml.tmp" "$out/kwok-stages.yaml"
+    say "kwok stages from $stages"
+  fi
 else
   build kubernetes "-s -w$stamp" kube-apiserver=k8s.io/kubernetes/cmd/kube-apiserver
 fi

@@ -91,9 +91,11 @@ export class ApiServer {
   private peerPort = 0;
   private port = 0;
   private dispatcher?: Agent;
-  private readonly bin: string;
+  readonly bin: string;
   private readonly flags: string[];
-  private readonly logs: { etcd: string; apiserver: string } = { etcd: '', apiserver: '' };
+  private readonly logs: Record<string, string> = { etcd: '', apiserver: '' };
+  // Other processes of the test cluster (controller-manager, scheduler, kwok), stopped with it.
+  private readonly others = new Map<string, ChildProcess>();
 
   private constructor(bin: string, options: StartOptions) {
     this.bin = bin;
@@ -135,18 +137,40 @@ export class ApiServer {
     await waitFor('etcd healthy', 20, async () => {
       const res = await fetch(`http://127.0.0.1:${this.etcdPort}/health`).catch(() => undefined);
       return res?.ok === true;
-    }, () => this.logs.etcd);
+    }, () => this.recentLogs());
     await this.startApiServer();
   }
 
-  private track(child: ChildProcess, which: 'etcd' | 'apiserver'): void {
+  private track(child: ChildProcess, which: string): void {
     const keep = (d: Buffer) => {
       // The last 16 KiB, for failure messages.
       this.logs[which] = (this.logs[which] + d.toString()).slice(-16_384);
     };
     child.stdout?.on('data', keep);
     child.stderr?.on('data', keep);
-    writeFileSync(path.join(this.dir, 'pids'), [process.pid, this.etcd?.pid, this.apiserver?.pid].filter(Boolean).join('\n') + '\n');
+    this.writePids();
+  }
+
+  private writePids(): void {
+    const pids = [process.pid, this.etcd?.pid, this.apiserver?.pid, ...[...this.others.values()].map((c) => c.pid)];
+    writeFileSync(path.join(this.dir, 'pids'), pids.filter(Boolean).join('\n') + '\n');
+  }
+
+  /**
+   * Starts another binary of the build folder against this server (kube-controller-manager,
+   * kube-scheduler, kwok), stopped and cleaned up with it; `args` may use the admin kubeconfig.
+   */
+  spawnComponent(name: string, args: string[]): ChildProcess {
+    const child = spawn(path.join(this.bin, name), args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.others.set(name, child);
+    this.logs[name] = '';
+    this.track(child, name);
+    return child;
+  }
+
+  /** Where the ServiceAccount signing key is (the controller-manager signs tokens with it). */
+  get serviceAccountKey(): string {
+    return path.join(this.dir, 'sa.key');
   }
 
   private startEtcd(): void {
@@ -190,7 +214,7 @@ export class ApiServer {
       this.dispatcher = new Agent({ connect: { ca: this.ca } });
       const res = await this.request('GET', '/readyz').catch(() => undefined);
       return res?.status === 200;
-    }, () => this.logs.apiserver);
+    }, () => this.recentLogs());
     writeFileSync(this.adminKubeconfig, this.kubeconfigText(this.adminToken, 'admin'), { mode: 0o600 });
   }
 
@@ -317,7 +341,7 @@ export class ApiServer {
 
   /** Kills both processes and removes the directory; safe to call twice. */
   stopSync(): void {
-    for (const child of [this.apiserver, this.etcd]) if (child && child.exitCode === null) child.kill('SIGKILL');
+    for (const child of [...this.others.values(), this.apiserver, this.etcd]) if (child && child.exitCode === null) child.kill('SIGKILL');
     void this.dispatcher?.close().catch(() => {});
     rmSync(this.dir, { recursive: true, force: true });
   }
@@ -335,7 +359,7 @@ export class ApiServer {
 
   /** What the processes printed last, for a failure message. */
   recentLogs(): string {
-    return `--- etcd ---\n${this.logs.etcd}\n--- kube-apiserver ---\n${this.logs.apiserver}`;
+    return Object.entries(this.logs).map(([name, text]) => `--- ${name} ---\n${text}`).join('\n');
   }
 }
 
