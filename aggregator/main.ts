@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50
+#!/usr/bin/env -S node --max-semi-space-size=8 --heap-growing-percent=50 --v8-pool-size=1
 // Starts the aggregator: config, shared tokens, TLS, the cluster view, server timeouts, graceful
 // shutdown. Nothing else.
 //
@@ -11,6 +11,10 @@
 // - --heap-growing-percent=50: after a full collection the old generation may grow by half
 //   before the next, not up to fourfold (V8's factor when collections look cheap): the live
 //   state grows steadily with the nodes, the garbage around it does not need to.
+// - --v8-pool-size=1: one V8 helper thread instead of four. Each thread that allocates gets a
+//   malloc arena of its own, and their fragments add up: with 5,000 nodes heartbeating (view
+//   off) 185 MiB resident instead of 201, and a lower p99 on two cores. The aggregator's work is
+//   on its main thread; the helper does concurrent marking and compiling in the background.
 // Dockerfile.aggregator's ENTRYPOINT and the chart's command carry the same flags (a test checks).
 import { readFile, stat } from 'node:fs/promises';
 import type { Server as TlsServer } from 'node:tls';

@@ -3,6 +3,11 @@
 // (bounded, never past the token's expiry) so that a 5,000-node cluster's heartbeats cost one
 // TokenReview per token per cache lifetime, and concurrent requests with one token share one
 // review. Failures to ask are not cached: the next request asks again.
+//
+// A token in use is reviewed again before its answer expires (in the last quarter of the cache
+// lifetime), in the background, while requests go on with the answer they have: an agent's
+// report never waits for a TokenReview but its first. The new answer replaces the old one,
+// whatever it says (a deleted pod's token is refused from then on).
 import { createHash } from 'node:crypto';
 import type { KubeApi } from '../cluster/api.js';
 import { jwtExpiry } from './bearer.js';
@@ -22,25 +27,38 @@ export interface ReviewCounters {
 const NEGATIVE_TTL_MS = 10_000;
 const MAX_ENTRIES = 50_000;
 
+// A cached answer is asked again in the background after this share of its lifetime.
+const REFRESH_AFTER = 0.75;
+
+interface CacheEntry<V> {
+  value: V;
+  expiresAt: number;
+  refreshAt: number; // Infinity: not worth asking again before it expires
+}
+
 /** A bounded map whose entries expire; the oldest entry goes first when full. */
 class ExpiringCache<V> {
-  private readonly entries = new Map<string, { value: V; expiresAt: number }>();
+  private readonly entries = new Map<string, CacheEntry<V>>();
   private readonly pending = new Map<string, Promise<V>>();
 
   constructor(private readonly max = MAX_ENTRIES) {}
 
   get(key: string, now: number): V | undefined {
+    return this.entry(key, now)?.value;
+  }
+
+  entry(key: string, now: number): CacheEntry<V> | undefined {
     const entry = this.entries.get(key);
     if (!entry) return undefined;
-    if (entry.expiresAt > now) return entry.value;
+    if (entry.expiresAt > now) return entry;
     this.entries.delete(key);
     return undefined;
   }
 
-  set(key: string, value: V, expiresAt: number): void {
+  set(key: string, value: V, expiresAt: number, refreshAt = Infinity): void {
     this.entries.delete(key);
     if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { value, expiresAt });
+    this.entries.set(key, { value, expiresAt, refreshAt });
   }
 
   /** One lookup in flight per key. */
@@ -74,13 +92,22 @@ export class Reviews {
   /** Who the token is, for these audiences (none: the API server's own). */
   async tokenReview(token: string, audiences: string[]): Promise<TokenIdentity> {
     const key = `${audiences.join(',')}\0${digest(token)}`;
-    const cached = this.tokens.get(key, this.now());
+    const now = this.now();
+    const cached = this.tokens.entry(key, now);
     if (cached) {
       this.counters.cached('tokenreview');
-      return cached;
+      // Failures to ask again are not cached, and the answer held is good until it expires.
+      if (now >= cached.refreshAt) this.askTokenReview(key, token, audiences).catch(() => undefined);
+      return cached.value;
     }
+    return this.askTokenReview(key, token, audiences);
+  }
+
+  private askTokenReview(key: string, token: string, audiences: string[]): Promise<TokenIdentity> {
     return this.tokens.once(key, async () => {
       this.counters.asked('tokenreview');
+      // The answer holds from when it was asked.
+      const now = this.now();
       const review = await this.api.call<{ status?: { authenticated?: boolean; user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }; error?: string } }>(
         'POST',
         '/apis/authentication.k8s.io/v1/tokenreviews',
@@ -88,17 +115,19 @@ export class Reviews {
         { timeoutMs: 10_000 },
       );
       const status = review.status ?? {};
-      const now = this.now();
       let identity: TokenIdentity;
       let expiresAt: number;
+      let refreshAt = Infinity;
       if (status.authenticated && status.user?.username) {
         identity = { authenticated: true, username: status.user.username, ...(status.user.uid ? { uid: status.user.uid } : {}), groups: status.user.groups ?? [], extra: status.user.extra ?? {} };
         expiresAt = Math.min(now + this.cacheMs, jwtExpiry(token) ?? Infinity);
+        // Not past the token's own expiry: asking again then would only hear that it expired.
+        if (now + this.cacheMs * REFRESH_AFTER < expiresAt) refreshAt = now + this.cacheMs * REFRESH_AFTER;
       } else {
         identity = { authenticated: false, error: status.error ?? 'not authenticated' };
         expiresAt = now + Math.min(NEGATIVE_TTL_MS, this.cacheMs);
       }
-      this.tokens.set(key, identity, expiresAt);
+      this.tokens.set(key, identity, expiresAt, refreshAt);
       return identity;
     });
   }

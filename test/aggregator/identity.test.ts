@@ -13,6 +13,7 @@ import { SenderPolicy } from '../../aggregator/access/policy.js';
 import { loadClusterAccess } from '../../aggregator/cluster/api.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
+import { eventually } from '../support/cluster.js';
 import { render } from '../support/helm.js';
 import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
 import { testCa } from '../support/tls.js';
@@ -161,6 +162,42 @@ async function run(): Promise<void> {
     const fresh = await agentToken('n1');
     for (let i = 0; i < 10; i++) t.equal((await send(reports.n1, fresh)).status, 202);
     t.equal(await tokenReviewsServed(api), before + 1, 'a rotated token: one review, then cached');
+  });
+
+  await t.test('a token in use is reviewed again before its answer expires, in the background', async (t) => {
+    const access = loadClusterAccess({ KUBECONFIG: kubeconfig, HOME: dir }, 'auto');
+    if (!('api' in access)) return t.fail(access.off);
+    t.teardown(() => access.api.close());
+    let clock = 1_000_000;
+    let asked = 0;
+    const cacheMs = 60_000;
+    const reviews = new Reviews(access.api, cacheMs, { asked: () => asked++, cached: () => {} }, () => clock);
+    const pod = await api.create({
+      apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nodeprep-agent-refresh', namespace: 'nodeprep' },
+      spec: { nodeName: 'n1', serviceAccountName: 'nodeprep-agent', containers: [{ name: 'c', image: 'registry.invalid/x' }] },
+    });
+    const token = await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'], boundPod: { name: 'nodeprep-agent-refresh', uid: String(pod.metadata.uid) } });
+    const review = () => reviews.tokenReview(token, ['nodeprep']);
+    t.match(await review(), { authenticated: true }, 'first sight: reviewed');
+    clock += cacheMs / 2;
+    t.match(await review(), { authenticated: true });
+    t.equal(asked, 1, 'half-way through its lifetime: the cached answer, no review');
+    clock += cacheMs * 0.3;
+    t.match(await review(), { authenticated: true }, 'in the last quarter: the cached answer at once...');
+    await eventually('the background review', 10, async () => asked === 2);
+    clock += cacheMs * 0.5; // past the first answer's expiry, not the second's
+    t.match(await review(), { authenticated: true });
+    t.equal(asked, 2, '...and the new answer serves past the old one\'s expiry, without a review');
+
+    // The pod goes: the next background review hears that its token is no longer valid.
+    await api.must('DELETE', '/api/v1/namespaces/nodeprep/pods/nodeprep-agent-refresh?gracePeriodSeconds=0');
+    // The API server itself caches a token's success for 10 s (kube-apiserver's token cache).
+    await new Promise((r) => setTimeout(r, 11_000));
+    clock += cacheMs * 0.3;
+    t.match(await review(), { authenticated: true }, 'the answer held, while it is asked again');
+    const refused = await eventually('the deleted pod\'s token refused', 10, async () => ((await review()).authenticated ? undefined : true));
+    t.ok(refused, 'refused from the refresh on, before the cached answer would have expired');
+    t.equal(asked, 3, 'one review for it');
   });
 
   await t.test('readers: a token the viewer role allows, nothing else; probes are open', async (t) => {

@@ -154,6 +154,8 @@ export async function benchAggregator(): Promise<void> {
     await rate(aggregator.url, changed, WARMUP_S);
     const bareRate = await rate(bare.url, heartbeat, DURATION_S);
     const aggRate = await rate(aggregator.url, heartbeat, DURATION_S);
+    // Each node's latest report and collectedAt held, after heartbeats of all of them.
+    const heartbeatRss = rssMiB(aggregator.child.pid!);
     const aggChanged = await rate(aggregator.url, changed, DURATION_S);
     const line = (name: string, r: typeof bareRate) =>
       `  ${name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`;
@@ -165,6 +167,7 @@ export async function benchAggregator(): Promise<void> {
     const verdict = (r: number) => (r >= 0.8 ? 'OK, stretch met' : r >= 0.5 ? 'OK' : 'BELOW TARGET');
     console.log(`  ratio (heartbeats) ${ratio.toFixed(2)} (target >= 0.5, stretch 0.8) ${verdict(ratio)}`);
     console.log(`  ratio (all changed) ${changedRatio.toFixed(2)} (target >= 0.5, stretch 0.8) ${verdict(changedRatio)}`);
+    console.log(`  aggregator RSS after the heartbeats of ${ROTATING_NODES} nodes: ${heartbeatRss.toFixed(0)} MiB`);
   } finally {
     await stop(bare);
     await stop(aggregator);

@@ -7,6 +7,7 @@ import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { ROOT } from '../support/fixtures.js';
+import { atProcessEnd } from '../support/process-end.js';
 
 export const BUILD_SCRIPT = path.join(ROOT, 'images/build.sh');
 // Containers are named npimg-<pid>-<n>, namespaces npimg<pid>x<n>, folders nodeprep-images-test-<pid>-*.
@@ -72,14 +73,7 @@ export class Scratch {
 
   constructor(readonly env: NodeJS.ProcessEnv) {
     removeLeftovers(env);
-    const cleanup = () => this.cleanup();
-    process.once('exit', cleanup);
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
-        cleanup();
-        process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
-      });
-    }
+    atProcessEnd(() => this.cleanup());
   }
 
   /** A name for a container that podman will run in namespace `netns` (or the host's). */

@@ -16,6 +16,7 @@ export interface LoadFigures {
   attempts: number; // requests, retries included
   refused: Map<number, number>; // final 4xx by status (none expected but the deliberate ones)
   latenciesMs: number[]; // of the 2xx answers
+  sentAt: number[]; // when each of those was sent (Date.now()), index for index
 }
 
 const PLACEHOLDER = '@@COLLECTED_AT@@';
@@ -26,7 +27,7 @@ export class LoadGenerator {
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private readonly idle = new Set<() => void>();
-  figures: LoadFigures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [] };
+  figures: LoadFigures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [] };
 
   constructor(
     base: string,
@@ -63,7 +64,7 @@ export class LoadGenerator {
   /** Starts figures afresh (after an aggregator restart, say). */
   resetFigures(): LoadFigures {
     const old = this.figures;
-    this.figures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [] };
+    this.figures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [] };
     return old;
   }
 
@@ -99,6 +100,7 @@ export class LoadGenerator {
       for (let attempt = 0; ; attempt++) {
         this.figures.attempts++;
         const started = performance.now();
+        const sentAt = Date.now();
         let status = 0;
         try {
           const res = await this.pool.request({
@@ -117,6 +119,7 @@ export class LoadGenerator {
         if (status >= 200 && status < 300) {
           this.figures.delivered++;
           this.figures.latenciesMs.push(performance.now() - started);
+          this.figures.sentAt.push(sentAt);
           return status;
         }
         if (status >= 400 && status < 500 && status !== 429) {

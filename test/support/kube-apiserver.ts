@@ -14,7 +14,9 @@ import os from 'node:os';
 import path from 'node:path';
 import { Agent, request } from 'undici';
 import { parse } from 'yaml';
+import { answerOf } from '../../aggregator/answer.js';
 import { ROOT } from './fixtures.js';
+import { atProcessEnd } from './process-end.js';
 
 const STATE_PREFIX = 'nodeprep-kube-';
 const BUILD_SCRIPT = path.join(ROOT, 'test/kube/build.sh');
@@ -110,14 +112,7 @@ export class ApiServer {
     const bin = kubeBinDir();
     if (!bin) throw new Error(kubeUnavailable() ?? 'no Kubernetes binaries');
     const server = new ApiServer(bin, options);
-    const stop = () => server.stopSync();
-    process.once('exit', stop);
-    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
-      process.once(signal, () => {
-        stop();
-        process.exit(128 + (signal === 'SIGTERM' ? 15 : 2));
-      });
-    }
+    atProcessEnd(() => server.stopSync());
     try {
       await server.boot();
     } catch (err) {
@@ -273,14 +268,7 @@ export class ApiServer {
       headersTimeout: 30_000,
       bodyTimeout: 30_000,
     });
-    const text = await res.body.text();
-    let parsed: unknown = text;
-    try {
-      parsed = JSON.parse(text);
-    } catch {
-      // not JSON (/readyz says "ok")
-    }
-    return { status: res.statusCode, body: parsed as T };
+    return answerOf<T>(res);
   }
 
   /** Like request(), but throws unless the status is 2xx. */
