@@ -1,6 +1,6 @@
 // The agent's version is the package's, read once at start-up. The module runs from agent/
 // (tests, TypeScript sources) or from dist/agent/ (the build), so look one and two levels up.
-// The bundle that ships (scripts/bundle-agent.mjs) has it built in instead: the agent image
+// The bundle that ships (scripts/bundle.mjs) has it built in instead: the agent image
 // carries no package.json.
 import { readFileSync } from 'node:fs';
 

@@ -16,6 +16,7 @@ const BASE = `http://127.0.0.1:${PORT}`;
 const children: ChildProcess[] = [];
 // The agent as it ships: the bundle, with the node flags of its #! line (Dockerfile.agent's too).
 const AGENT = 'dist/nodeprep-agent.mjs';
+const AGGREGATOR = 'dist/nodeprep-aggregator.mjs';
 
 /** The node flags on a program's #! line: run it as its image does. */
 function nodeFlags(file: string): string[] {
@@ -74,7 +75,7 @@ async function waitFor(what: string, check: () => Promise<boolean>, seconds: num
 const nodeName = hostNodeName();
 // Local mode: this machine alone. The cluster view stays off even where a kubeconfig exists, so
 // that npm start never reads (or is confused by) a cluster the machine happens to reach.
-start('aggregator', [...nodeFlags('dist/aggregator/main.js'), 'dist/aggregator/main.js'], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90', CLUSTER_VIEW: 'off' });
+start('aggregator', [...nodeFlags(AGGREGATOR), AGGREGATOR], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90', CLUSTER_VIEW: 'off' });
 await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BASE}/readyz`)).ok, 15);
 start('agent', [...nodeFlags(AGENT), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
 await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);

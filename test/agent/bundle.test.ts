@@ -90,7 +90,7 @@ t.test('the bundle runs alone: an empty directory, the flags of its #! line, a r
   const ca = testCa(t);
   const bodies: string[] = [];
   const versions: string[] = [];
-  // A server that offers HTTP/2 too: the bundle carries no HTTP/2 client (scripts/bundle-agent.mjs),
+  // A server that offers HTTP/2 too: the bundle carries no HTTP/2 client (scripts/bundle.mjs),
   // so the agent must ask for HTTP/1.1.
   const server = http2.createSecureServer({ ...ca.server('IP:127.0.0.1'), allowHTTP1: true }, (req, res) => {
     versions.push(req.httpVersion);

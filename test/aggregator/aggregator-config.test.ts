@@ -83,7 +83,7 @@ t.test('the stale sweep runs often enough for NODE_STALE within TTL + 1 s', asyn
 });
 
 // The built entry point (npm test builds first): bad config is one line naming the variable.
-const main = join(import.meta.dirname, '..', '..', 'dist', 'aggregator', 'main.js');
+const main = join(import.meta.dirname, '..', '..', 'dist', 'nodeprep-aggregator.mjs');
 t.test('main exits non-zero on bad config', { skip: existsSync(main) ? false : 'run npm run build first' }, async (t) => {
   const bad = spawnSync(process.execPath, [main], { env: { PATH: process.env.PATH, PORT: 'eighty' }, encoding: 'utf8', timeout: 10_000 });
   t.equal(bad.status, 2);

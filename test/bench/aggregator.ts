@@ -42,7 +42,7 @@ const DURATION_S = 10;
 const WARMUP_S = 3;
 const CONNECTIONS = 16;
 const here = fileURLToPath(import.meta.url);
-const aggregatorMain = join(here, '..', '..', '..', 'aggregator', 'main.js');
+const aggregatorMain = join(here, '..', '..', '..', 'nodeprep-aggregator.mjs');
 // Run as the image runs it: with the node flags of its #! line.
 const aggregatorArgs = [...shebangFlags(aggregatorMain), aggregatorMain];
 

@@ -55,10 +55,13 @@ export async function benchImages(): Promise<void> {
   const modules = runtimeNodeModules();
   const sum = (parts: string[]) => parts.map(fileOrTree).reduce((a, b) => ({ bytes: a.bytes + b.bytes, files: a.files + b.files }), { bytes: 0, files: 0 });
   const agent = fileOrTree('dist/nodeprep-agent.mjs');
-  const aggregatorDist = sum(['package.json', 'dist/aggregator', 'dist/protocol']);
-  const beforeDist = sum(['package.json', 'dist/agent', 'dist/protocol']);
-  console.log('images: what the final stage copies onto node:24-bookworm-slim (tsc output with its source maps)');
+  const aggregator = fileOrTree('dist/nodeprep-aggregator.mjs');
+  const before = (program: string) => sum(['package.json', `dist/${program}`, 'dist/protocol']);
+  console.log('images: what the final stage copies onto node:24-bookworm-slim');
   console.log(`  agent       ${mb(agent.bytes).padStart(9)} in ${agent.files} file: dist/nodeprep-agent.mjs (plus Debian's iptables and nftables)`);
-  console.log(`  aggregator  ${mb(modules.bytes + aggregatorDist.bytes).padStart(9)} in ${modules.files + aggregatorDist.files} files: node_modules of ${modules.packages} packages ${mb(modules.bytes)}, package.json and dist ${mb(aggregatorDist.bytes)}`);
-  console.log(`  the agent before the bundle: ${mb(modules.bytes + beforeDist.bytes)} in ${modules.files + beforeDist.files} files (the same node_modules, dist/agent, dist/protocol); the bundle is ${((agent.bytes / (modules.bytes + beforeDist.bytes)) * 100).toFixed(1)}% of that`);
+  console.log(`  aggregator  ${mb(aggregator.bytes).padStart(9)} in ${aggregator.files} file: dist/nodeprep-aggregator.mjs`);
+  for (const [program, bundle] of [['agent', agent], ['aggregator', aggregator]] as const) {
+    const unbundled = before(program);
+    console.log(`  the ${program} unbundled: ${mb(modules.bytes + unbundled.bytes)} in ${modules.files + unbundled.files} files (node_modules of ${modules.packages} packages, dist/${program}, dist/protocol); the bundle is ${((bundle.bytes / (modules.bytes + unbundled.bytes)) * 100).toFixed(1)}% of that`);
+  }
 }

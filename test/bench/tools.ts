@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { generateIptablesRules, type RulesetShape } from './gen-iptables.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
-/** The agent as it ships: the bundle that Dockerfile.agent copies (scripts/bundle-agent.mjs). */
+/** The agent as it ships: the bundle that Dockerfile.agent copies (scripts/bundle.mjs). */
 export const AGENT = path.join(ROOT, 'dist/nodeprep-agent.mjs');
 
 /** A node with 5,000 services, 3 endpoints each, and Calico in Insert mode: about 75,000 lines. */

@@ -18,7 +18,7 @@ export const IPTABLES_FIXTURES = path.join(FIXTURES, 'iptables');
 export const HOST_FIXTURES = path.join(FIXTURES, 'hosts');
 /** The agent as it ships: the one file Dockerfile.agent copies (npm run build bundles it). */
 export const AGENT_BIN = path.join(ROOT, 'dist/nodeprep-agent.mjs');
-export const AGGREGATOR_BIN = path.join(ROOT, 'dist/aggregator/main.js');
+export const AGGREGATOR_BIN = path.join(ROOT, 'dist/nodeprep-aggregator.mjs');
 
 /** The node flags on the agent's #! line, which the image's ENTRYPOINT passes too. */
 export const agentNodeFlags = (): string[] => shebangFlags(AGENT_BIN);
