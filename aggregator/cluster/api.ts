@@ -86,11 +86,9 @@ export interface RequestOptions {
 }
 
 /**
- * Requests to the API server at once (watches aside). undici opens a connection for each request
- * that finds none idle, without bound, and each TLS connection costs native memory that stays
- * with the process: the first reports of 3,000 agents, each with a token to review, left 47
- * connections and 59 MiB more resident memory (client-go would have used one HTTP/2 connection).
- * A review takes milliseconds; a burst of them waits in line here instead.
+ * Requests to the API server at once (watches aside). The first reports of thousands of agents
+ * each need a TokenReview; they wait in line here rather than arrive at the API server together,
+ * as client-go's clients are held to a rate too. A review takes milliseconds, so the line moves.
  */
 const MAX_IN_FLIGHT = 8;
 
