@@ -4,11 +4,11 @@
 // iptables-save / nft list tables (as root; as another user those sources report an error) and
 // reads /etc/machine-id.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { hostNodeName } from '../agent/cli.js';
+import { shebangFlags } from './shebang.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const PORT = process.env.PORT ?? '8080';
@@ -17,12 +17,6 @@ const children: ChildProcess[] = [];
 // The agent as it ships: the bundle, with the node flags of its #! line (Dockerfile.agent's too).
 const AGENT = 'dist/nodeprep-agent.mjs';
 const AGGREGATOR = 'dist/nodeprep-aggregator.mjs';
-
-/** The node flags on a program's #! line: run it as its image does. */
-function nodeFlags(file: string): string[] {
-  const first = readFileSync(path.join(ROOT, file), 'utf8').slice(0, 512).split('\n', 1)[0] ?? '';
-  return /^#!\/usr\/bin\/env -S node (.*)$/.exec(first)?.[1]?.trim().split(/\s+/) ?? [];
-}
 
 function start(name: string, args: string[], env: Record<string, string>): ChildProcess {
   const child = spawn(process.execPath, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -75,9 +69,9 @@ async function waitFor(what: string, check: () => Promise<boolean>, seconds: num
 const nodeName = hostNodeName();
 // Local mode: this machine alone. The cluster view stays off even where a kubeconfig exists, so
 // that npm start never reads (or is confused by) a cluster the machine happens to reach.
-start('aggregator', [...nodeFlags(AGGREGATOR), AGGREGATOR], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90', CLUSTER_VIEW: 'off' });
+start('aggregator', [...shebangFlags(path.join(ROOT, AGGREGATOR)), AGGREGATOR], { PORT, HOST: '127.0.0.1', NODE_TTL_SECONDS: '90', CLUSTER_VIEW: 'off' });
 await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BASE}/readyz`)).ok, 15);
-start('agent', [...nodeFlags(AGENT), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
+start('agent', [...shebangFlags(path.join(ROOT, AGENT)), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
 await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);
 
 const { findings } = (await getJson('/v1/findings')) as { findings: { severity: string; code: string; message: string }[] };

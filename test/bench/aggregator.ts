@@ -8,7 +8,7 @@
 // Each server runs in its own child process on loopback, the aggregator with the node flags of
 // its #! line (as its image runs it); autocannon runs in this one.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -16,7 +16,8 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { request } from 'undici';
 import { busyNodeReport, buildReport, machineIdFor } from '../support/reports.js';
-import { shebangFlags } from '../support/shebang.js';
+import { procMemory } from '../support/proc.js';
+import { shebangFlags } from '../../scripts/shebang.js';
 
 // autocannon ships no types (and @types/autocannon is not a dependency): the part used here.
 interface AutocannonRequest {
@@ -107,11 +108,7 @@ async function rate(url: string, body: (n: number) => string, duration: number):
   return { rps: result.requests.average, non2xx: result.non2xx, errors: result.errors, p99: result.latency.p99 };
 }
 
-function rssMiB(pid: number): number {
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const kib = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1]);
-  return kib / 1024;
-}
+const rssMiB = (pid: number): number => (procMemory(pid)?.rssKiB ?? 0) / 1024;
 
 async function timeGet(url: string, times: number): Promise<{ medianMs: number; maxMs: number; bytes: number }> {
   const samples: number[] = [];

@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { render } from '../support/helm.js';
+import { procMemory } from '../support/proc.js';
 import { ApiServer, kubeUnavailable, type KubeObject } from '../support/kube-apiserver.js';
 import { buildReport } from '../support/reports.js';
 
@@ -67,10 +68,7 @@ async function createAll(api: ApiServer, objects: KubeObject[], path: (o: KubeOb
   }));
 }
 
-function rssMiB(pid: number): number {
-  const { readFileSync } = process.getBuiltinModule('node:fs');
-  return Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1]) / 1024;
-}
+const rssMiB = (pid: number): number => (procMemory(pid)?.rssKiB ?? 0) / 1024;
 
 export async function benchClusterView(): Promise<void> {
   const why = kubeUnavailable();

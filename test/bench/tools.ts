@@ -6,6 +6,7 @@ import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { CLOCK_TICKS_PER_S, procMemory, procStat } from '../support/proc.js';
 import { generateIptablesRules, type RulesetShape } from './gen-iptables.js';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -15,7 +16,7 @@ export const AGENT = path.join(ROOT, 'dist/nodeprep-agent.mjs');
 /** A node with 5,000 services, 3 endpoints each, and Calico in Insert mode: about 75,000 lines. */
 export const BUSY_NODE: RulesetShape = { services: 5000, endpoints: 3, calico: 'insert' };
 
-export { shebangFlags } from '../support/shebang.js';
+export { shebangFlags } from '../../scripts/shebang.js';
 
 /** Why this machine cannot load a ruleset into a namespace, or undefined when it can. */
 export function namespacesUnavailable(): string | undefined {
@@ -163,38 +164,7 @@ export function middle(values: number[]): number {
   return sorted[Math.floor(sorted.length / 2)]!;
 }
 
-export const CLOCK_TICKS_PER_S = 100; // USER_HZ on Linux
-
-export interface ProcStat {
-  ppid: number;
-  /** CPU of the process itself, in clock ticks. */
-  own: number;
-  /** CPU of the children it has waited for (cutime + cstime), in clock ticks. */
-  children: number;
-}
-
-/** /proc/<pid>/stat, or undefined once the process is gone (proc(5)). */
-export function procStat(pid: number): ProcStat | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    // Fields after the command name, which is in parentheses and may hold spaces: state is [0].
-    const f = text.slice(text.lastIndexOf(') ') + 2).split(' ').map(Number);
-    return { ppid: f[1]!, own: f[11]! + f[12]!, children: f[13]! + f[14]! };
-  } catch {
-    return undefined;
-  }
-}
-
-/** VmRSS and VmHWM of a process in KiB, or undefined once it is gone. */
-export function procMemory(pid: number): { rssKiB: number; hwmKiB: number } | undefined {
-  try {
-    const text = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(text)?.[1] ?? 0);
-    return { rssKiB: kib('VmRSS'), hwmKiB: kib('VmHWM') };
-  } catch {
-    return undefined;
-  }
-}
+export { CLOCK_TICKS_PER_S, procMemory, procStat, type ProcStat } from '../support/proc.js';
 
 /** Of a process's resident set, what is mapped from files (the node binary, libraries) rather than anonymous memory, in KiB. */
 export function procFileBackedKiB(pid: number): number | undefined {

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { builtinModules } from 'node:module';
 import { join, posix } from 'node:path';
 import { only, render, repoRoot } from '../support/helm.js';
-import { shebangFlags } from '../support/shebang.js';
+import { shebangFlags } from '../../scripts/shebang.js';
 
 interface Instruction {
   cmd: string;

@@ -144,13 +144,4 @@ export function percentile(values: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-/** Resident memory and CPU seconds so far of a process, from /proc. */
-export function processUsage(pid: number): { rssMiB: number; cpuSeconds: number } {
-  const { readFileSync } = process.getBuiltinModule('node:fs');
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKiB = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const ticks = Number(fields[11]) + Number(fields[12]); // utime + stime
-  return { rssMiB: rssKiB / 1024, cpuSeconds: ticks / 100 };
-}
+export { processUsage } from '../support/proc.js';

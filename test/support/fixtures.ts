@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { shebangFlags } from './shebang.js';
+import { shebangFlags } from '../../scripts/shebang.js';
 
 /** The repository: the nearest directory up from here with a package.json (the benchmarks run this file from dist/). */
 export const ROOT = (() => {
