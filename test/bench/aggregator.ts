@@ -2,7 +2,8 @@
 //  1. Request rate of POST /v1/reports (a busy node's report, rotating over 5,000 node names)
 //     against a bare fastify route that parses the same body and does nothing, same run, same
 //     load generator: heartbeats (the facts repeated, a new collectedAt) and reports that all
-//     changed. Target ratio >= 0.5, stretch 0.8.
+//     changed. Target ratio >= 0.5, stretch 0.8. Beside each rate, the server's CPU time a
+//     request (all its threads, /proc): what each route costs, whatever the load generator did.
 //  2. RSS of the aggregator holding 100,000 distinct nodes, and after ten full paginated walks
 //     of GET /v1/nodes (target < 512 MiB); the latency of GET /v1/findings at that size.
 // Each server runs in its own child process on loopback, the aggregator with the node flags of
@@ -16,7 +17,7 @@ import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
 import { request } from 'undici';
 import { busyNodeReport, buildReport, machineIdFor } from '../support/reports.js';
-import { procMemory } from '../support/proc.js';
+import { CLOCK_TICKS_PER_S, procMemory, procStat } from '../support/proc.js';
 import { shebangFlags } from '../../scripts/shebang.js';
 
 // autocannon ships no types (and @types/autocannon is not a dependency): the part used here.
@@ -27,7 +28,7 @@ interface AutocannonRequest {
   setupRequest?: (request: AutocannonRequest) => AutocannonRequest;
 }
 interface AutocannonResult {
-  requests: { average: number };
+  requests: { average: number; total: number };
   latency: { p99: number };
   non2xx: number;
   errors: number;
@@ -91,10 +92,12 @@ async function stop(server: Server): Promise<void> {
   await exited;
 }
 
-async function rate(url: string, body: (n: number) => string, duration: number): Promise<{ rps: number; non2xx: number; errors: number; p99: number }> {
+async function rate(server: Server, body: (n: number) => string, duration: number): Promise<{ rps: number; non2xx: number; errors: number; p99: number; cpuUs: number }> {
   let next = 0;
+  const pid = server.child.pid!;
+  const ticksBefore = procStat(pid)?.own ?? 0;
   const result = await autocannon({
-    url: `${url}/v1/reports`,
+    url: `${server.url}/v1/reports`,
     connections: CONNECTIONS,
     duration,
     requests: [
@@ -105,7 +108,8 @@ async function rate(url: string, body: (n: number) => string, duration: number):
       },
     ],
   });
-  return { rps: result.requests.average, non2xx: result.non2xx, errors: result.errors, p99: result.latency.p99 };
+  const cpuSeconds = ((procStat(pid)?.own ?? ticksBefore) - ticksBefore) / CLOCK_TICKS_PER_S;
+  return { rps: result.requests.average, non2xx: result.non2xx, errors: result.errors, p99: result.latency.p99, cpuUs: (cpuSeconds * 1e6) / Math.max(1, result.requests.total) };
 }
 
 const rssMiB = (pid: number): number => (procMemory(pid)?.rssKiB ?? 0) / 1024;
@@ -147,15 +151,15 @@ export async function benchAggregator(): Promise<void> {
   const bare = await start([here, '--serve-bare'], {});
   const aggregator = await start(aggregatorArgs, env);
   try {
-    await rate(bare.url, heartbeat, WARMUP_S);
-    await rate(aggregator.url, changed, WARMUP_S);
-    const bareRate = await rate(bare.url, heartbeat, DURATION_S);
-    const aggRate = await rate(aggregator.url, heartbeat, DURATION_S);
+    await rate(bare, heartbeat, WARMUP_S);
+    await rate(aggregator, changed, WARMUP_S);
+    const bareRate = await rate(bare, heartbeat, DURATION_S);
+    const aggRate = await rate(aggregator, heartbeat, DURATION_S);
     // Each node's latest report and collectedAt held, after heartbeats of all of them.
     const heartbeatRss = rssMiB(aggregator.child.pid!);
-    const aggChanged = await rate(aggregator.url, changed, DURATION_S);
+    const aggChanged = await rate(aggregator, changed, DURATION_S);
     const line = (name: string, r: typeof bareRate) =>
-      `  ${name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} req/s  p99 ${r.p99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`;
+      `  ${name.padEnd(28)} ${r.rps.toFixed(0).padStart(7)} req/s  server CPU ${r.cpuUs.toFixed(0).padStart(3)} us a request  p99 ${r.p99} ms  non-2xx ${r.non2xx}  errors ${r.errors}`;
     console.log(line('bare fastify route', bareRate));
     console.log(line('POST /v1/reports heartbeats', aggRate));
     console.log(line('POST /v1/reports all changed', aggChanged));
