@@ -12,6 +12,7 @@ import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
 import { analyzeNode } from '../../aggregator/detect/node.js';
 import type { Finding } from '../../protocol/findings.js';
 import { AGENT_BIN, AGGREGATOR_BIN, HOST_FIXTURES, IPTABLES_FIXTURES, aggregatorNodeFlags } from '../support/fixtures.js';
+import { logCaughtUp } from '../support/log-caught-up.js';
 
 interface Case {
   node: string;
@@ -125,7 +126,9 @@ t.test('the built aggregator, fed by the built agent', async (t) => {
   t.ok(findings.some((f) => f.code === 'CALICO_MODE_MIXED'), 'Insert and Append nodes in one cluster');
 
   // Every active finding was logged once as raised, with its id.
-  const raised = logged().filter((e) => e.msg === 'finding raised');
+  const raisedLines = () => logged().filter((e) => e.msg === 'finding raised');
+  await logCaughtUp(() => findings.every((f) => raisedLines().some((e) => e.id === f.id)));
+  const raised = raisedLines();
   for (const f of findings) t.equal(raised.filter((e) => e.id === f.id).length, 1, `raised once: ${f.code} ${f.nodes.join(',')}`);
 
   // Fix the cloned node: its report now carries another ID; the duplicate is resolved, once.
@@ -133,6 +136,7 @@ t.test('the built aggregator, fed by the built agent', async (t) => {
   t.equal(await post({ node: 'append', host: 'uninitialized', dumps: ['ipv4/nft=calico-append.v4.nft.txt'], codes: [] }), 202);
   const after = ((await (await fetch(`${base}/v1/findings?code=MACHINE_ID_DUPLICATE`)).json()) as { findings: Finding[] }).findings;
   t.notOk(after.some((f) => f.id === pair.id), 'the pair is gone');
+  await logCaughtUp(() => logged().some((e) => e.msg === 'finding resolved' && e.id === pair.id));
   t.equal(logged().filter((e) => e.msg === 'finding resolved' && e.id === pair.id).length, 1, 'resolved once');
 
   // Without the token: 401, and nothing changes.

@@ -14,6 +14,7 @@ import { appSpecificMachineId } from '../../protocol/machine-id.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { eventually } from '../support/cluster.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
+import { logCaughtUp } from '../support/log-caught-up.js';
 import { render, type K8sObject } from '../support/helm.js';
 import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
 
@@ -132,7 +133,7 @@ async function run(): Promise<void> {
     }).catch(async (err: Error) => {
       throw new Error(`${err.message}; findings now: ${JSON.stringify(await keys())}`);
     });
-  const raisedOnce = (t: Test, f: Finding) => t.equal(aggregator.alerts('finding raised').filter((a) => a.id === f.id).length, 1, `one "finding raised" for ${key(f)}`);
+  const raisedOnce = async (t: Test, f: Finding) => t.equal((await aggregator.alertsFor('finding raised', f.id)).length, 1, `one "finding raised" for ${key(f)}`);
 
   const initial = [
     'MACHINE_ID_DUPLICATE worker-2,worker-3',
@@ -159,7 +160,7 @@ async function run(): Promise<void> {
     const pulling = all.find((f) => f.code === 'NODE_NO_AGENT' && f.nodes[0] === 'worker-5')!;
     t.match(pulling.evidence.agentPod, { name: 'nodeprep/nodeprep-agent-w5', phase: 'Pending', reason: 'ImagePullBackOff' });
     t.match(pulling.message, /ImagePullBackOff/);
-    for (const f of all) raisedOnce(t, f);
+    for (const f of all) await raisedOnce(t, f);
     t.notOk(aggregator.lines.some((l) => l.includes(ids.one) || l.includes(ids.two)), 'no raw machine ID in any log line');
 
     const nodes = (await aggregator.get<NodeList>('/v1/nodes')).body.nodes;
@@ -183,7 +184,7 @@ async function run(): Promise<void> {
     t.match(stale.remediation, /systemctl restart kubelet/);
     await api.patchStatus('/api/v1/nodes/worker-1', { nodeInfo: { machineID: ids.one } });
     await settle('resolved', initial);
-    t.equal(aggregator.alerts('finding resolved').filter((a) => a.id === stale.id).length, 1, 'resolved once');
+    t.equal((await aggregator.alertsFor('finding resolved', stale.id)).length, 1, 'resolved once');
   });
 
   await t.test('Calico\'s configuration: Insert by FelixConfiguration, then Append, then an env var on calico-node', async (t) => {
@@ -200,7 +201,7 @@ async function run(): Promise<void> {
 
     await api.must('PATCH', '/apis/crd.projectcalico.org/v1/felixconfigurations/default', { spec: { chainInsertMode: 'Append' } }, { contentType: 'application/merge-patch+json' });
     await settle('configured Append: worker-2 still inserts', [...initial, 'CALICO_CONFIG_DRIFT worker-2']);
-    t.equal(aggregator.alerts('finding resolved').filter((a) => a.id === notAppend.id).length, 1);
+    t.equal((await aggregator.alertsFor('finding resolved', notAppend.id)).length, 1);
 
     // A manifest-installed calico-node with the variable: it wins over FelixConfiguration.
     const calicoNode = {
@@ -230,8 +231,10 @@ async function run(): Promise<void> {
     delete (reports as Record<string, string>)['worker-2']; // its agent is gone with it
     // worker-3 no longer shares its ID with anyone; the UUID group and the modes break up too.
     await settle('after the deletion', ['NODE_NO_AGENT worker-3', 'NODE_NO_AGENT worker-4', 'NODE_NO_AGENT worker-5', 'ILLUMIO_ROOT_CA_MISSING ']);
+    const gone = before.filter((f) => f.nodes.includes('worker-2'));
+    await logCaughtUp(() => gone.every((f) => aggregator.alerts('finding resolved').slice(resolvedBefore).some((a) => a.id === f.id)));
     const resolved = aggregator.alerts('finding resolved').slice(resolvedBefore);
-    for (const f of before.filter((f) => f.nodes.includes('worker-2'))) t.equal(resolved.filter((a) => a.id === f.id).length, 1, `${key(f)} resolved once`);
+    for (const f of gone) t.equal(resolved.filter((a) => a.id === f.id).length, 1, `${key(f)} resolved once`);
     t.ok(resolved.some((a) => a.reason === 'node deleted'), 'with the reason');
     t.equal((await aggregator.get('/v1/nodes/worker-2')).status, 404, 'forgotten');
     t.notOk((await findings()).some((f) => f.code === 'NODE_STALE'), 'not stale: gone');

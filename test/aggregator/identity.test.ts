@@ -15,6 +15,7 @@ import { AggregatorProcess } from '../support/aggregator-process.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
 import { eventually } from '../support/cluster.js';
 import { render } from '../support/helm.js';
+import { logCaughtUp } from '../support/log-caught-up.js';
 import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
 import { testCa } from '../support/tls.js';
 
@@ -135,7 +136,9 @@ async function run(): Promise<void> {
         if (i === 0) t.match(res.message, message, `${what}: says why`);
       }
     }
-    const refused = aggregator.logged().filter((l) => l.msg === 'report refused');
+    const refusedLines = () => aggregator.logged().filter((l) => l.msg === 'report refused');
+    await logCaughtUp(() => refusedLines().length >= cases.length);
+    const refused = refusedLines();
     t.equal(refused.length, cases.length, 'one log line per cause, not per request');
     const metrics = (await aggregator.get<string>('/metrics', tokens.reader)).body;
     for (const [reason, count] of [['forbidden_node', 6], ['forbidden_audience', 3], ['forbidden_service_account', 3], ['forbidden_cluster', 3], ['unauthorized', 6]] as const) {

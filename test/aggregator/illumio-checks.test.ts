@@ -124,7 +124,7 @@ async function run(): Promise<void> {
     t.match(expiring.message, /expires/);
     t.equal((await step('root-ca')).state, 'ready', 'ready, and the expiry is said');
     t.ok((await step('root-ca')).findings.includes(expiring.id), 'the expiring finding qualifies the step');
-    t.equal(aggregator.alerts('finding resolved').filter((a) => a.id === untrusted.id).length, 1, 'resolved once');
+    t.equal((await aggregator.alertsFor('finding resolved', untrusted.id)).length, 1, 'resolved once');
     t.equal(aggregator.alerts('finding raised').filter((a) => a.id === untrusted.id).length, 1, 'raised once, though probed every second');
   });
 

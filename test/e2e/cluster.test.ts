@@ -9,6 +9,7 @@ import t from 'tap';
 import type { Finding } from '../../protocol/findings.js';
 import { Cluster, eventually, removeStaleNamespaces, type Proc } from '../support/cluster.js';
 import { IPTABLES_FIXTURES } from '../support/fixtures.js';
+import { logCaughtUp } from '../support/log-caught-up.js';
 import { netnsUnavailable } from '../support/netns.js';
 
 
@@ -91,8 +92,9 @@ async function run(): Promise<void> {
   });
 
   await t.test('each alert is logged once when raised', async (t) => {
-    const raised = alerts(aggregator, 'finding raised');
     const active = (await findings())!;
+    await logCaughtUp(() => active.every((f) => alerts(aggregator, 'finding raised').some((a) => a.id === f.id)));
+    const raised = alerts(aggregator, 'finding raised');
     for (const f of active) {
       const lines = raised.filter((a) => a.id === f.id);
       t.equal(lines.length, 1, `one "finding raised" for ${key(f)}`);
@@ -107,8 +109,10 @@ async function run(): Promise<void> {
     cluster.setMachineId('n1', ID.fixed);
     cluster.exec(cluster.nodeNs('n1'), 'iptables-nft-restore', [], rules('calico-append.v4.nft'));
     await settle('findings after the fix', ['CALICO_ILLUMIO_CONFLICT n4']);
+    const fixed = before.filter((x) => x.nodes.includes('n1'));
+    await logCaughtUp(() => fixed.every((f) => alerts(aggregator, 'finding resolved').some((a) => a.id === f.id)));
     const resolved = alerts(aggregator, 'finding resolved');
-    for (const f of before.filter((x) => x.nodes.includes('n1'))) {
+    for (const f of fixed) {
       t.equal(resolved.filter((a) => a.id === f.id).length, 1, `one "finding resolved" for ${key(f)}`);
     }
     t.equal(resolved.length, 3, 'and nothing else resolved');
@@ -152,6 +156,7 @@ async function run(): Promise<void> {
     await settle('NODE_STALE for n3', ['CALICO_ILLUMIO_CONFLICT n4', 'NODE_STALE n3'], TTL_SECONDS + 10);
     const nodes = await cluster.get<{ nodes: { name: string; stale: boolean }[] }>('/v1/nodes');
     t.same(nodes?.body.nodes.filter((n) => n.stale).map((n) => n.name), ['n3']);
+    await logCaughtUp(() => alerts(aggregator, 'finding raised').some((a) => a.code === 'NODE_STALE'));
     t.equal(alerts(aggregator, 'finding raised').filter((a) => a.code === 'NODE_STALE').length, 1);
   });
 }

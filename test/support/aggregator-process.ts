@@ -5,6 +5,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { Agent, request } from 'undici';
 import { answerOf } from '../../aggregator/answer.js';
 import { AGGREGATOR_BIN, aggregatorNodeFlags } from './fixtures.js';
+import { logCaughtUp } from './log-caught-up.js';
 
 export interface LogLine {
   msg?: string;
@@ -79,6 +80,13 @@ export class AggregatorProcess {
   /** The alert lines ("finding raised" / "finding resolved") so far. */
   alerts(msg: 'finding raised' | 'finding resolved'): LogLine[] {
     return this.logged().filter((l) => l.msg === msg);
+  }
+
+  /** The alert lines of one finding, once at least one is in (the log may trail the HTTP answers). */
+  async alertsFor(msg: 'finding raised' | 'finding resolved', id: string): Promise<LogLine[]> {
+    const lines = () => this.alerts(msg).filter((l) => l.id === id);
+    await logCaughtUp(() => lines().length > 0);
+    return lines();
   }
 
   async get<T>(path: string, token: string | undefined = this.readToken): Promise<{ status: number; body: T }> {
