@@ -19,6 +19,7 @@ import { appSpecificMachineId } from '../../protocol/machine-id.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { eventually } from '../support/cluster.js';
 import { chartDir, helmAsync } from '../support/helm.js';
+import { logCaughtUp } from '../support/log-caught-up.js';
 import { SimCluster, fakeNode, requireSimCluster } from '../support/kube-cluster.js';
 import { buildReport } from '../support/reports.js';
 import { LoadGenerator, percentile, processUsage, type Agent, type LoadFigures } from './load.js';
@@ -173,9 +174,8 @@ async function run(): Promise<void> {
     await settle('Insert on two nodes', changed, 3 * HEARTBEAT_S);
     for (const i of CHANGING) load.change(name(i), reportOf(i, 'append'));
     await settle('back to Append', expectedSteady(alive), 3 * HEARTBEAT_S);
-    // Log lines are written asynchronously: the API can say "resolved" a moment before the line lands.
     const count = (msg: 'finding raised' | 'finding resolved', code: string) => aggregator.alerts(msg).filter((a) => a.code === code).length;
-    await eventually('the resolved lines written', 10, async () => count('finding resolved', 'CALICO_INSERT_MODE') >= 2 && count('finding resolved', 'CALICO_MODE_MIXED') >= 1).catch(() => undefined);
+    await logCaughtUp(() => count('finding resolved', 'CALICO_INSERT_MODE') >= 2 && count('finding resolved', 'CALICO_MODE_MIXED') >= 1, 10);
     for (const code of ['CALICO_INSERT_MODE', 'CALICO_MODE_MIXED']) {
       t.equal(count('finding raised', code), code === 'CALICO_MODE_MIXED' ? 1 : 2, `${code} raised once per subject`);
       t.equal(count('finding resolved', code), code === 'CALICO_MODE_MIXED' ? 1 : 2, `${code} resolved once per subject`);
