@@ -77,8 +77,13 @@ export class KubeApiError extends Error {
   }
 }
 
+export type Method = 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
+
 export interface RequestOptions {
   accept?: string;
+  // The body's type when it is not plain JSON, e.g. application/apply-patch+yaml for server-side
+  // apply (a JSON body is valid YAML) or application/merge-patch+json.
+  contentType?: string;
   timeoutMs?: number;
   signal?: AbortSignal;
   // How the request is counted (list, get, tokenreview...); by default from the method and path.
@@ -109,11 +114,11 @@ export class KubeApi {
   }
 
   /** A request with the configured identity; the body, when any, is JSON. Never throws on a status. */
-  async request<T = unknown>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<ApiAnswer<T>> {
-    this.counted(options.kind ?? (method === 'POST' ? apiPath.split('/').pop()!.replace(/s$/, '') : 'get'));
+  async request<T = unknown>(method: Method, apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<ApiAnswer<T>> {
+    this.counted(options.kind ?? (method === 'POST' ? apiPath.split('/').pop()!.replace(/s$/, '') : method.toLowerCase()));
     await this.slot();
     try {
-      const context = new RequestContext(`${this.server}${apiPath}`, method === 'GET' ? HttpMethod.GET : HttpMethod.POST);
+      const context = new RequestContext(`${this.server}${apiPath}`, HttpMethod[method]);
       await this.config.applySecurityAuthentication(context);
       const timeout = AbortSignal.timeout(options.timeoutMs ?? 30_000);
       const res = await request(context.getUrl(), {
@@ -122,7 +127,7 @@ export class KubeApi {
         headers: {
           ...context.getHeaders(),
           accept: options.accept ?? 'application/json',
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+          ...(body === undefined ? {} : { 'content-type': options.contentType ?? 'application/json' }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal: options.signal ? AbortSignal.any([options.signal, timeout]) : timeout,
@@ -149,7 +154,7 @@ export class KubeApi {
   }
 
   /** Like request(), but a status other than 2xx is a KubeApiError with the API's message. */
-  async call<T>(method: 'GET' | 'POST', apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
+  async call<T>(method: Method, apiPath: string, body?: unknown, options: RequestOptions = {}): Promise<T> {
     const res = await this.request<T>(method, apiPath, body, options);
     if (res.status >= 200 && res.status < 300) return res.body;
     const message = typeof res.body === 'object' && res.body !== null && 'message' in res.body ? String((res.body as { message: unknown }).message) : String(res.body).slice(0, 200);
