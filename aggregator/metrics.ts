@@ -19,6 +19,9 @@ export type RejectReason =
   | 'unsupported_media_type'
   | 'other';
 
+const DEFAULT_METRICS_PREFIX = 'nodeprep_aggregator_';
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export interface MetricSources {
   nodes: () => NodeCounts;
   // Active findings by "<code>\0<severity>".
@@ -40,7 +43,11 @@ export class Metrics {
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'nodeprep_aggregator_' });
+    collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
+    // prom-client names three gauges like counters (nodejs_active_{handles,requests,resources}_total),
+    // which `promtool check metrics` rejects: "non-counter metrics should not have _total suffix".
+    // Each is the sum of the same gauge without _total, by type, so nothing is lost.
+    for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(`${DEFAULT_METRICS_PREFIX}${name}`);
     this.reportsReceived = new Counter({ name: 'nodeprep_reports_received_total', help: 'Reports accepted (202).', registers });
     this.reportsRejected = new Counter({
       name: 'nodeprep_reports_rejected_total',

@@ -1,6 +1,7 @@
 // The chart in a real cluster API: the real helm installs charts/nodeprep into the real
 // kube-apiserver (every object through the server's own validation and admission, the optional
-// ServiceMonitor and Certificate with CRDs loaded), upgrades keep what was generated, the release's
+// ServiceMonitor, PrometheusRule and Certificate with CRDs loaded, the first two the Prometheus
+// Operator's own), upgrades keep what was generated, the release's
 // ServiceAccounts can do what the chart grants and nothing more, Pod Security admission treats the
 // agent as the NOTES say, and helm uninstall leaves nothing of the release behind.
 import { X509Certificate } from 'node:crypto';
@@ -16,13 +17,17 @@ const FULL = [
   '--set-json', 'aggregator.networkPolicy.agentCIDRs=["10.0.0.0/8"]',
   '--set', 'aggregator.metrics.scraperServiceAccount.namespace=monitoring',
   '--set', 'aggregator.metrics.scraperServiceAccount.name=prometheus',
+  '--set', 'aggregator.prometheusRule.enabled=true',
+  '--set', 'aggregator.prometheusRule.additionalLabels.release=kube-prometheus-stack',
+  '--set', 'aggregator.grafanaDashboard.enabled=true',
+  '--set', 'aggregator.grafanaDashboard.namespace=monitoring',
 ];
 
 async function run(): Promise<void> {
   t.setTimeout(240_000);
   const api = await ApiServer.start();
   t.teardown(() => api.stop());
-  await api.installCrds('servicemonitors', 'certificates');
+  await api.installCrds('servicemonitors', 'prometheusrules', 'certificates');
   const helm = async (...args: string[]) => {
     const res = await helmAsync(args, api.adminKubeconfig);
     if (res.status !== 0) throw new Error(`helm ${args.slice(0, 3).join(' ')}: ${res.stderr}`);
@@ -31,16 +36,21 @@ async function run(): Promise<void> {
   const secretData = async (namespace: string, name: string) => (await api.must('GET', `/api/v1/namespaces/${namespace}/secrets/${name}`)).data as Record<string, string>;
 
   await api.ensureNamespace('nodeprep', PRIVILEGED);
+  await api.ensureNamespace('monitoring');
   const installed = await helm('install', 'nodeprep', chartDir, '-n', 'nodeprep', ...FULL);
   const manifest = parseManifests(await helm('get', 'manifest', 'nodeprep', '-n', 'nodeprep'));
 
   await t.test('helm install: every object accepted by the server and there', async (t) => {
     const kinds = new Set(manifest.map((o) => o.kind));
-    for (const kind of ['DaemonSet', 'Deployment', 'Service', 'ConfigMap', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Secret', 'ServiceMonitor', 'NetworkPolicy']) t.ok(kinds.has(kind), `renders a ${kind}`);
+    for (const kind of ['DaemonSet', 'Deployment', 'Service', 'ConfigMap', 'ServiceAccount', 'ClusterRole', 'ClusterRoleBinding', 'Secret', 'ServiceMonitor', 'PrometheusRule', 'NetworkPolicy']) t.ok(kinds.has(kind), `renders a ${kind}`);
     for (const object of manifest) {
-      const got = await api.request('GET', objectPath(object));
+      const got = await api.request<KubeObject>('GET', objectPath(object));
       t.equal(got.status, 200, `${object.kind} ${object.metadata.name} exists`);
+      // The upstream CRDs prune what they do not know: a field the operator would not see is lost here.
+      if (object.apiVersion === 'monitoring.coreos.com/v1') t.same(got.body.spec, object.spec, `${object.kind} ${object.metadata.name}: the server kept every field`);
     }
+    const dashboard = manifest.find((o) => o.kind === 'ConfigMap' && o.metadata.name === 'nodeprep-dashboard');
+    t.equal(dashboard?.metadata.namespace, 'monitoring', 'the dashboard ConfigMap in the namespace chosen for it');
     t.match(installed, /pod-security\.kubernetes\.io\/enforce=privileged/, 'the NOTES say which Pod Security label the namespace needs');
   });
 

@@ -3,6 +3,7 @@
 // custom resources against their CRD schemas (@kubernetes-models/prometheus-operator and
 // @kubernetes-models/cert-manager).
 import { Certificate } from '@kubernetes-models/cert-manager/cert-manager.io/v1/Certificate';
+import { PrometheusRule } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule';
 import { ServiceMonitor } from '@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/ServiceMonitor';
 import t from 'tap';
 import { ConfigMap, Secret, Service, ServiceAccount } from 'kubernetes-models/v1';
@@ -29,6 +30,7 @@ const validators: Record<string, Validator> = {
   'rbac.authorization.k8s.io/v1/ClusterRoleBinding': (o) => new ClusterRoleBinding(o as never).validate(),
   'cert-manager.io/v1/Certificate': (o) => new Certificate(o as never).validate(),
   'monitoring.coreos.com/v1/ServiceMonitor': (o) => new ServiceMonitor(o as never).validate(),
+  'monitoring.coreos.com/v1/PrometheusRule': (o) => new PrometheusRule(o as never).validate(),
 };
 
 t.test('the ci/ folder has the value sets the issue asks for', async (t) => {
@@ -38,6 +40,7 @@ t.test('the ci/ folder has the value sets the issue asks for', async (t) => {
     'cluster-view-off-values.yaml',
     'custom-tolerations-values.yaml',
     'file-mounts-values.yaml',
+    'monitoring-values.yaml',
     'openshift-values.yaml',
     'shared-tokens-values.yaml',
     'tls-disabled-values.yaml',
@@ -87,4 +90,9 @@ t.test('the validation can fail: broken objects are rejected', async (t) => {
   delete badCert.spec.secretName;
   badCert.spec.privateKey.algorithm = 'DSA';
   t.throws(() => validators['cert-manager.io/v1/Certificate']?.(badCert), 'invalid Certificate throws (the CRD schema is really applied)');
+
+  const rule = render({ valuesFiles: ['ci/monitoring-values.yaml'] }).find((o) => o.kind === 'PrometheusRule') as K8sObject;
+  const badRule = structuredClone(rule);
+  badRule.spec.groups[0].rules[0].for = 'ten minutes';
+  t.throws(() => validators['monitoring.coreos.com/v1/PrometheusRule']?.(badRule), 'invalid PrometheusRule throws');
 });
