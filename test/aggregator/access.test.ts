@@ -1,9 +1,12 @@
 // The access decisions that need no API server: bearer parsing, shared tokens bound to clusters,
-// and the sender policy with them. ServiceAccount tokens, TokenReview and SubjectAccessReview are
+// the sender policy with them, and the refusal log. ServiceAccount tokens, TokenReview and SubjectAccessReview are
 // tested against the real API server in identity.test.ts.
+import { Writable } from 'node:stream';
 import t from 'tap';
+import { createLogger } from '../../aggregator/app.js';
 import { bearerToken, jwtExpiry } from '../../aggregator/access/bearer.js';
-import { SenderPolicy } from '../../aggregator/access/policy.js';
+import { SenderPolicy, type Refusal, type RejectReason } from '../../aggregator/access/policy.js';
+import { RefusalLog } from '../../aggregator/access/refusal-log.js';
 import { SharedTokens, parseSharedTokens } from '../../aggregator/access/shared-tokens.js';
 
 t.test('the Bearer scheme is case-insensitive (RFC 7235)', async (t) => {
@@ -61,4 +64,46 @@ t.test('nothing configured: reports are open (local mode), and the policy says s
   t.same(sender, { kind: 'open' });
   if ('status' in sender) return;
   t.equal(await policy.authorize(sender, { node: { name: 'w1', cluster: 'anywhere' } }), undefined);
+});
+
+/** A RefusalLog on a clock the test moves, and the lines it wrote. */
+function refusalLog(options: { maxCauses?: number } = {}) {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('info', new Writable({ write(chunk, _e, done) { lines.push(JSON.parse(String(chunk)) as Record<string, unknown>); done(); } }) as never);
+  const clock = { now: 1_000_000 };
+  const log = new RefusalLog(logger, { windowMs: 60_000, now: () => clock.now, ...options });
+  const refusal = (cause: string, reason: RejectReason = 'forbidden_reader'): Refusal => ({ status: 403, reason, message: 'no', cause });
+  const from = { ip: '10.0.0.1', route: 'GET /v1/nodes/:name' };
+  return { lines, clock, log, refusal, from, refused: () => lines.filter((l) => l.msg === 'read refused'), summaries: () => lines.filter((l) => String(l.msg).startsWith('refusals not logged')) };
+}
+
+t.test('refusals: one line per cause per minute, and a count of the rest', async (t) => {
+  const { log, clock, refusal, from, refused, summaries } = refusalLog();
+  for (let i = 0; i < 100; i++) log.refused('read', refusal('reader a on GET /v1/findings'), from);
+  t.equal(refused().length, 1, 'a hundred refusals of one cause: one line');
+  t.match(refused()[0], { level: 40, status: 403, reason: 'forbidden_reader', cause: 'reader a on GET /v1/findings', route: 'GET /v1/nodes/:name', from: '10.0.0.1' });
+  log.refused('report', refusal('reader a on GET /v1/findings'), from);
+  t.equal(refused().length, 1, 'a report refused for the same text is another kind of line');
+  log.summarize();
+  t.match(summaries(), [{ unlogged: 99, reasons: { forbidden_reader: 99 }, windowSeconds: 60 }], 'the window\'s end counts what was not logged');
+  log.summarize();
+  t.equal(summaries().length, 1, 'nothing unlogged since: no line');
+  clock.now += 59_999;
+  log.refused('read', refusal('reader a on GET /v1/findings'), from);
+  t.equal(refused().length, 1, 'within the minute: not again');
+  clock.now += 1;
+  log.refused('read', refusal('reader a on GET /v1/findings'), from);
+  t.equal(refused().length, 2, 'a minute on: logged again, so a cause is never silenced for good');
+});
+
+t.test('refusals: a flood of causes is bounded, counted, and silences nothing for good', async (t) => {
+  const { log, clock, refusal, from, refused, summaries } = refusalLog({ maxCauses: 10 });
+  for (let i = 0; i < 1100; i++) log.refused('read', refusal(`cause ${i}`), from);
+  t.equal(refused().length, 10, 'the first maxCauses causes of the minute are logged');
+  log.summarize();
+  t.match(summaries(), [{ unlogged: 1090 }], 'the others are counted');
+  clock.now += 60_000;
+  log.summarize();
+  log.refused('read', refusal('the next cause', 'unauthorized'), from);
+  t.match(refused().at(-1), { cause: 'the next cause', reason: 'unauthorized' }, 'the next minute, a new cause is logged: the flood switched nothing off');
 });

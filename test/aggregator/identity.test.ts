@@ -4,8 +4,7 @@
 // viewer role; the aggregator over HTTPS with a CA the agents trust.
 import { spawn } from 'node:child_process';
 import { createSign } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import os from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import { Reviews } from '../../aggregator/access/reviews.js';
@@ -14,9 +13,9 @@ import { loadClusterAccess } from '../../aggregator/cluster/api.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
 import { eventually } from '../support/cluster.js';
-import { render } from '../support/helm.js';
 import { logCaughtUp } from '../support/log-caught-up.js';
-import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
+import { accessCluster } from '../support/access-cluster.js';
+import { requireKube, type ApiServer } from '../support/kube-apiserver.js';
 import { testCa } from '../support/tls.js';
 
 const DUMP = `ipv4/nft=${path.join(IPTABLES_FIXTURES, 'calico-append.v4.nft.txt')}`;
@@ -57,20 +56,8 @@ async function tokenReviewsServed(api: ApiServer): Promise<number> {
 
 async function run(): Promise<void> {
   t.setTimeout(240_000);
-  const api = await ApiServer.start();
-  t.teardown(() => api.stop());
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-identity-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  await api.ensureNamespace('nodeprep');
-
-  const rendered = render({ release: 'nodeprep', namespace: 'nodeprep' });
-  for (const o of rendered.filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'ServiceAccount'].includes(o.kind))) await api.create(o as KubeObject);
-  for (const name of ['reader', 'intruder']) await api.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: 'nodeprep' } });
-  await api.create({
-    apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nodeprep-reader' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodeprep-viewer' },
-    subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'nodeprep' }],
-  });
+  const cluster = await accessCluster(t);
+  const { api, dir, kubeconfig } = cluster;
   const pods: Record<string, string> = {};
   for (const node of ['n1', 'n2']) {
     await api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } });
@@ -90,8 +77,8 @@ async function run(): Promise<void> {
     wrongAudience: await agentToken('n1', ['somebody-else']),
     intruder: await agentToken('n1', ['nodeprep'], 'intruder'),
     unbound: await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'] }),
-    reader: await api.serviceAccountToken('nodeprep', 'reader'),
-    notReader: await api.serviceAccountToken('nodeprep', 'intruder'),
+    reader: cluster.reader,
+    notReader: cluster.intruder,
   };
   const stale = expired(tokens.n1, readFileSync(path.join(api.dir, 'sa.key'), 'utf8'));
 
@@ -100,7 +87,6 @@ async function run(): Promise<void> {
   writeFileSync(path.join(dir, 'tls.crt'), serving.cert);
   writeFileSync(path.join(dir, 'tls.key'), serving.key);
   writeFileSync(path.join(dir, 'tokens'), 'edge-secret edge\n');
-  const kubeconfig = api.kubeconfigFor(await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator'), 'aggregator');
   const aggregator = await AggregatorProcess.start(
     {
       KUBECONFIG: kubeconfig, HOME: dir, AGENT_SERVICE_ACCOUNT: 'nodeprep/nodeprep-agent', AUTH_TOKEN_FILE: path.join(dir, 'tokens'),
@@ -214,6 +200,25 @@ async function run(): Promise<void> {
     t.equal((await aggregator.get('/healthz', undefined)).status, 200);
     t.equal((await aggregator.get('/readyz', undefined)).status, 200);
     t.equal((await aggregator.get('/v1/nodes', tokens.n1)).status, 401, 'an agent\'s token (audience nodeprep) is no API token: it does not read');
+  });
+
+  await t.test('refusals stay logged whatever a reader sends: a path is no cause', async (t) => {
+    // Issue 20 item 2: 1,100 refused GETs of distinct paths used to fill the 1,024 causes for good.
+    for (const name of ['flood', 'late']) await api.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: 'nodeprep' } });
+    const flood = await api.serviceAccountToken('nodeprep', 'flood');
+    const late = await api.serviceAccountToken('nodeprep', 'late');
+    const statuses = new Set<number>();
+    for (let i = 0; i < 1100; i += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => aggregator.get(`/v1/nodes/x${i + j}`, flood)));
+      for (const res of batch) statuses.add(res.status);
+    }
+    t.same([...statuses], [403], 'each refused');
+    t.equal((await aggregator.get('/v1/findings', late)).status, 403);
+    const lines = (who: string) => aggregator.logged().filter((l) => l.msg === 'read refused' && String(l.cause).includes(`nodeprep:${who} `));
+    await logCaughtUp(() => lines('late').length > 0);
+    t.match(lines('late'), [{ reason: 'forbidden_reader', cause: 'reader system:serviceaccount:nodeprep:late on /v1/findings', route: 'GET /v1/findings' }], 'a new cause after the flood is logged');
+    t.equal(lines('flood').length, 1, 'the flood is one cause, logged once this minute');
+    t.notOk(aggregator.lines.some((l) => l.includes('/v1/nodes/x')), 'no requested path in the log');
   });
 
   await t.test('the node of a token that names only its pod comes from the pod', async (t) => {
