@@ -16,6 +16,7 @@
 // vouch for: the reason, a route's pattern, an identity the API server returned. Never a path, a
 // report's names or an authenticator's message: a caller would make each refusal a new cause.
 import type { NodeReport } from '../../protocol/report.js';
+import { jwtAudiences } from './bearer.js';
 import type { Reviews, TokenIdentity } from './reviews.js';
 import type { SharedTokens } from './shared-tokens.js';
 
@@ -81,10 +82,10 @@ export class SenderPolicy {
       return unavailable(err);
     }
     if (!identity.authenticated) {
-      // A valid ServiceAccount token minted for another audience is the agent misconfigured, not
-      // an unknown caller: say which audience is wanted.
-      if (/audience/i.test(identity.error)) {
-        return refuse(403, 'forbidden_audience', `the token is not for audience "${this.options.audience}": project the ServiceAccount token with audience ${this.options.audience}`, 'wrong audience');
+      const minted = await this.mintedFor(token, identity);
+      if (minted) {
+        const whose = minted.length > 0 ? `is for audience ${minted.map((a) => `"${a}"`).join(', ')}, not "${this.options.audience}"` : `is not confirmed for audience "${this.options.audience}"`;
+        return refuse(403, 'forbidden_audience', `the token ${whose}: project the ServiceAccount token with audience ${this.options.audience}`, 'wrong audience');
       }
       return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, 'token not accepted');
     }
@@ -101,6 +102,27 @@ export class SenderPolicy {
       ...(node ? { node } : {}),
       ...(pod ? { pod: { namespace: namespace!, name: pod, ...(podUid ? { uid: podUid } : {}) } } : {}),
     };
+  }
+
+  /**
+   * The audiences a token refused for ours was minted for, when the API server vouches for them:
+   * an agent whose token was projected for another audience is misconfigured, not an unknown
+   * caller, and the 403 says which audience is wanted. Decided from what the API server verified,
+   * never from an authenticator's error text (an OIDC or webhook authenticator's message may say
+   * "audience" about any token): the API server confirmed the token but not our audience, or a
+   * second review with the audiences the token claims (read unverified from the JWT) accepts it.
+   */
+  private async mintedFor(token: string, refused: Extract<TokenIdentity, { authenticated: false }>): Promise<string[] | undefined> {
+    if (refused.audiences !== undefined) return refused.audiences;
+    const claimed = jwtAudiences(token)?.filter((a) => a !== this.options.audience);
+    if (!claimed || claimed.length === 0) return undefined;
+    try {
+      const identity = await this.options.reviews!.tokenReview(token, claimed);
+      return identity.authenticated ? claimed.filter((a) => identity.audiences.includes(a)) : undefined;
+    } catch {
+      // The refusal stands; only its reason is less precise.
+      return undefined;
+    }
   }
 
   /** Whether that sender may send this report: its node, its cluster. */

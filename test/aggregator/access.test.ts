@@ -4,9 +4,11 @@
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { createLogger } from '../../aggregator/app.js';
-import { bearerToken, jwtExpiry } from '../../aggregator/access/bearer.js';
+import { bearerToken, jwtAudiences, jwtExpiry } from '../../aggregator/access/bearer.js';
 import { SenderPolicy, type Refusal, type RejectReason } from '../../aggregator/access/policy.js';
 import { RefusalLog } from '../../aggregator/access/refusal-log.js';
+import { ReviewCache } from '../../aggregator/access/review-cache.js';
+import { accessKey, identityOf } from '../../aggregator/access/reviews.js';
 import { SharedTokens, parseSharedTokens } from '../../aggregator/access/shared-tokens.js';
 
 t.test('the Bearer scheme is case-insensitive (RFC 7235)', async (t) => {
@@ -106,4 +108,64 @@ t.test('refusals: a flood of causes is bounded, counted, and silences nothing fo
   log.summarize();
   log.refused('read', refusal('the next cause', 'unauthorized'), from);
   t.match(refused().at(-1), { cause: 'the next cause', reason: 'unauthorized' }, 'the next minute, a new cause is logged: the flood switched nothing off');
+});
+
+t.test('an unverified JWT claims its audiences; only well-formed, few and short', async (t) => {
+  const jwt = (payload: unknown) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
+  t.same(jwtAudiences(jwt({ aud: 'nodeprep' })), ['nodeprep']);
+  t.same(jwtAudiences(jwt({ aud: ['a', 'b'] })), ['a', 'b']);
+  for (const payload of [{}, { aud: [] }, { aud: '' }, { aud: 42 }, { aud: ['a', 7] }, { aud: Array.from({ length: 9 }, (_, i) => `a${i}`) }, { aud: 'x'.repeat(257) }, ['aud']]) {
+    t.equal(jwtAudiences(jwt(payload)), undefined, JSON.stringify(payload).slice(0, 60));
+  }
+  t.equal(jwtAudiences('not-a-jwt'), undefined);
+});
+
+t.test('a TokenReview answer counts only when it confirms an audience asked for', async (t) => {
+  const user = { username: 'system:serviceaccount:nodeprep:nodeprep-agent', uid: 'u1', groups: ['system:serviceaccounts'] };
+  t.match(identityOf({ authenticated: true, user, audiences: ['nodeprep'] }, ['nodeprep']), { authenticated: true, username: user.username, audiences: ['nodeprep'] });
+  t.match(identityOf({ authenticated: true, user, audiences: ['other', 'nodeprep'] }, ['nodeprep']), { authenticated: true });
+  // An authenticator that ignores audiences would pass a token minted for another service.
+  t.match(identityOf({ authenticated: true, user }, ['nodeprep']), { authenticated: false, audiences: [], error: /without confirming audience "nodeprep" \(status\.audiences: none\)/ });
+  t.match(identityOf({ authenticated: true, user, audiences: ['https://kubernetes.default.svc'] }, ['nodeprep']), { authenticated: false, audiences: ['https://kubernetes.default.svc'] });
+  t.match(identityOf({ authenticated: true, user }, []), { authenticated: true, audiences: [] }, 'no audience asked: the API server\'s own, nothing to confirm');
+  t.same(identityOf({ authenticated: false, error: 'expired' }, ['nodeprep']), { authenticated: false, error: 'expired' });
+  t.same(identityOf({ authenticated: true, user: {} }, []), { authenticated: false, error: 'not authenticated' }, 'no username: nobody');
+});
+
+t.test('a SubjectAccessReview\'s cache key: whatever differs, the key does', async (t) => {
+  const alice = { authenticated: true as const, username: 'alice', groups: ['a,b', 'c'], extra: {}, audiences: [] };
+  const keys = [
+    accessKey(alice, '/v1/findings'),
+    accessKey({ ...alice, groups: ['a', 'b,c'] }, '/v1/findings'),
+    accessKey({ ...alice, groups: ['a,b,c'] }, '/v1/findings'),
+    accessKey({ ...alice, uid: '1' }, '/v1/findings'),
+    accessKey({ ...alice, uid: '2' }, '/v1/findings'),
+    accessKey({ ...alice, extra: { scope: ['a,b'] } }, '/v1/findings'),
+    accessKey({ ...alice, extra: { scope: ['a', 'b'] } }, '/v1/findings'),
+    accessKey({ ...alice, extra: { 'scope\u0000a': ['b'] } }, '/v1/findings'),
+    accessKey({ ...alice, username: 'alice\u0000a,b' }, '/v1/findings'),
+    accessKey(alice, '/v1/nodes'),
+  ];
+  t.equal(new Set(keys).size, keys.length, 'ten inputs, ten keys');
+  t.equal(accessKey({ ...alice, extra: { a: ['1'], b: ['2'] } }, '/'), accessKey({ ...alice, extra: { b: ['2'], a: ['1'] } }, '/'), 'extra\'s key order does not matter');
+});
+
+t.test('the review cache: least recently used out first, refusals apart from acceptances', async (t) => {
+  const cache = new ReviewCache<string>({ accepted: 2, refused: 2 });
+  const now = 1000;
+  cache.set('a', 'accepted', 'A', now + 100);
+  cache.set('b', 'accepted', 'B', now + 100);
+  t.equal(cache.entry('a', now)?.value, 'A', 'a used');
+  cache.set('c', 'accepted', 'C', now + 100);
+  t.equal(cache.entry('b', now), undefined, 'b, the least recently used, went');
+  t.equal(cache.entry('a', now)?.value, 'A', 'a, used after b, stayed though it came first');
+  for (let i = 0; i < 10; i++) cache.set(`unknown-${i}`, 'refused', 'no', now + 10);
+  t.equal(cache.size('refused'), 2, 'refusals bounded');
+  t.equal(cache.entry('a', now)?.value, 'A', 'ten refusals pushed out no acceptance');
+  t.equal(cache.entry('c', now)?.value, 'C');
+  cache.set('a', 'refused', 'now refused', now + 10);
+  t.equal(cache.entry('a', now)?.value, 'now refused', 'a new answer replaces the old, in its own lane');
+  t.equal(cache.size('accepted'), 1);
+  t.equal(cache.entry('c', now + 100), undefined, 'expired');
+  t.equal(cache.size('accepted'), 0, 'and dropped');
 });

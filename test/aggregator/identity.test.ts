@@ -4,9 +4,12 @@
 // viewer role; the aggregator over HTTPS with a CA the agents trust.
 import { spawn } from 'node:child_process';
 import { createSign } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Reviews } from '../../aggregator/access/reviews.js';
 import { SenderPolicy } from '../../aggregator/access/policy.js';
 import { loadClusterAccess } from '../../aggregator/cluster/api.js';
@@ -54,9 +57,49 @@ async function tokenReviewsServed(api: ApiServer): Promise<number> {
   return total;
 }
 
+// What an OIDC or webhook authenticator may answer about a token it does not accept: a message
+// that names audiences, whoever the token's holder is.
+const WEBHOOK_TOKEN = 'webhook-token-of-nobody';
+const WEBHOOK_ERROR = 'token audience "other-app" does not match the expected audience';
+
+/**
+ * A token webhook (kube-apiserver --authentication-token-webhook-config-file) on loopback that
+ * refuses WEBHOOK_TOKEN with WEBHOOK_ERROR and knows no other token; the path of its config. It
+ * is audience-aware (it answers with the audiences asked for): kube-apiserver passes a webhook's
+ * answer on for a review with audiences only then.
+ */
+async function tokenWebhook(t: Test): Promise<string> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const review = JSON.parse(body) as { spec: { token: string; audiences?: string[] } };
+      const known = review.spec.token === WEBHOOK_TOKEN;
+      res.setHeader('content-type', 'application/json');
+      const status = { authenticated: false, audiences: review.spec.audiences ?? [], ...(known ? { error: WEBHOOK_ERROR } : {}) };
+      res.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', status }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-webhook-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'webhook.kubeconfig');
+  const { port } = server.address() as AddressInfo;
+  writeFileSync(config, [
+    'apiVersion: v1', 'kind: Config',
+    'clusters:', '- name: webhook', '  cluster:', `    server: http://127.0.0.1:${port}/`,
+    'users:', '- name: apiserver', '  user: {}',
+    'contexts:', '- name: webhook', '  context: {cluster: webhook, user: apiserver}',
+    'current-context: webhook', '',
+  ].join('\n'));
+  return config;
+}
+
 async function run(): Promise<void> {
   t.setTimeout(240_000);
-  const cluster = await accessCluster(t);
+  const webhook = await tokenWebhook(t);
+  const cluster = await accessCluster(t, { flags: [`--authentication-token-webhook-config-file=${webhook}`, '--authentication-token-webhook-version=v1'] });
   const { api, dir, kubeconfig } = cluster;
   const pods: Record<string, string> = {};
   for (const node of ['n1', 'n2']) {
@@ -108,7 +151,7 @@ async function run(): Promise<void> {
     t.equal((await send(reports.n2, tokens.n2)).status, 202, 'n2\'s token, n2\'s report');
     const cases: [string, string, string | undefined, number, RegExp][] = [
       ['another node\'s token', reports.n1, tokens.n2, 403, /the agent on node n2, and the report is for node n1/],
-      ['the wrong audience', reports.n1, tokens.wrongAudience, 403, /not for audience "nodeprep"/],
+      ['the wrong audience', reports.n1, tokens.wrongAudience, 403, /the token is for audience "somebody-else", not "nodeprep"/],
       ['another ServiceAccount', reports.n1, tokens.intruder, 403, /system:serviceaccount:nodeprep:intruder may not send reports/],
       ['an expired token', reports.n1, stale, 401, /not accepted: .*expired/i],
       ['a token bound to no pod', reports.n1, tokens.unbound, 403, /names no node/],
@@ -131,6 +174,19 @@ async function run(): Promise<void> {
       t.match(metrics, new RegExp(`nodeprep_reports_rejected_total\\{reason="${reason}"\\} ${count}\\b`), `${reason} counted`);
     }
     t.notOk(aggregator.lines.some((l) => l.includes(tokens.n1.slice(-20))), 'no token in the logs');
+  });
+
+  await t.test('"wrong audience" is what the API server verified, never an authenticator\'s wording', async (t) => {
+    // The webhook refuses its token with a message about audiences: a 401, the token is nobody's.
+    const webhooked = await send(reports.n1, WEBHOOK_TOKEN);
+    t.equal(webhooked.status, 401, 'a token the webhook authenticator refuses');
+    t.match(webhooked.message, WEBHOOK_ERROR, 'though its message, passed on, speaks of audiences');
+    // A JWT that claims another audience, signed by nobody the API server trusts.
+    const forged = `${tokens.wrongAudience.split('.').slice(0, 2).join('.')}.${Buffer.from('not the signature').toString('base64url')}`;
+    t.equal((await send(reports.n1, forged)).status, 401, 'a forged token claiming another audience');
+    const wrong = await send(reports.n1, tokens.wrongAudience);
+    t.equal(wrong.status, 403, 'a real token for another audience: the API server accepts it for that audience');
+    t.match(wrong.message, /the token is for audience "somebody-else", not "nodeprep": project the ServiceAccount token with audience nodeprep/);
   });
 
   await t.test('shared tokens: each bound to one cluster', async (t) => {
@@ -160,7 +216,7 @@ async function run(): Promise<void> {
     let clock = 1_000_000;
     let asked = 0;
     const cacheMs = 60_000;
-    const reviews = new Reviews(access.api, cacheMs, { asked: () => asked++, cached: () => {} }, () => clock);
+    const reviews = new Reviews(access.api, cacheMs, { asked: () => asked++, cached: () => {} }, { now: () => clock });
     const pod = await api.create({
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nodeprep-agent-refresh', namespace: 'nodeprep' },
       spec: { nodeName: 'n1', serviceAccountName: 'nodeprep-agent', containers: [{ name: 'c', image: 'registry.invalid/x' }] },
@@ -187,6 +243,74 @@ async function run(): Promise<void> {
     const refused = await eventually('the deleted pod\'s token refused', 10, async () => ((await review()).authenticated ? undefined : true));
     t.ok(refused, 'refused from the refresh on, before the cached answer would have expired');
     t.equal(asked, 3, 'one review for it');
+  });
+
+  await t.test('concurrent first requests with one token share one TokenReview', async (t) => {
+    const fresh = await agentToken('n2');
+    const before = await tokenReviewsServed(api);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(reports.n2, fresh)));
+    t.same([...new Set(answers.map((a) => a.status))], [202], 'twenty reports at once, each accepted');
+    t.equal(await tokenReviewsServed(api), before + 1, 'one TokenReview for them all');
+  });
+
+  /** Reviews of its own, with its own connection and request counts. */
+  const ownReviews = (t: Test, options: ConstructorParameters<typeof Reviews>[3] = {}) => {
+    const access = loadClusterAccess({ KUBECONFIG: kubeconfig, HOME: dir }, 'auto');
+    if (!('api' in access)) throw new Error(access.off);
+    t.teardown(() => access.api.close());
+    const asked = new Map<string, number>();
+    const reviews = new Reviews(access.api, 60_000, { asked: (kind) => asked.set(kind, (asked.get(kind) ?? 0) + 1), cached: () => {} }, options);
+    return { reviews, asked: (kind: string) => asked.get(kind) ?? 0, requests: (kind: string) => access.api.requests.get(kind) ?? 0 };
+  };
+
+  await t.test('a pod that is not found is an answer too, held for the refusal lifetime', async (t) => {
+    const { reviews, requests } = ownReviews(t);
+    for (let i = 0; i < 5; i++) t.equal(await reviews.podNode('nodeprep', 'no-such-pod', undefined), undefined, 'no node');
+    t.equal(requests('get'), 1, 'one GET of the pod for five look-ups');
+    t.equal(await reviews.podNode('nodeprep', 'nodeprep-agent-n1', pods['nodeprep-agent-n1']), 'n1');
+    t.equal(await reviews.podNode('nodeprep', 'nodeprep-agent-n1', pods['nodeprep-agent-n1']), 'n1');
+    t.equal(requests('get'), 2, 'and one for a pod that is there');
+  });
+
+  await t.test('a flood of unknown tokens does not push out the answers in use', async (t) => {
+    // Room for two answers of each kind: the agent's token stays through fifty refusals.
+    const { reviews, requests } = ownReviews(t, { entries: { accepted: 2, refused: 2 } });
+    const agent = await agentToken('n1');
+    t.match(await reviews.tokenReview(agent, ['nodeprep']), { authenticated: true });
+    for (let i = 0; i < 50; i++) t.match(await reviews.tokenReview(`unknown-${i}`, ['nodeprep']), { authenticated: false });
+    t.equal(requests('tokenreview'), 51);
+    t.match(await reviews.tokenReview(agent, ['nodeprep']), { authenticated: true });
+    t.equal(requests('tokenreview'), 51, 'the agent\'s answer was still there');
+    // Among acceptances, the least recently used goes first.
+    const others = [await agentToken('n2'), await agentToken('n2')];
+    await reviews.tokenReview(others[0]!, ['nodeprep']);
+    await reviews.tokenReview(agent, ['nodeprep']); // used: others[0] is now the least recent
+    await reviews.tokenReview(others[1]!, ['nodeprep']); // full: others[0] goes
+    t.equal(requests('tokenreview'), 53);
+    await reviews.tokenReview(agent, ['nodeprep']);
+    t.equal(requests('tokenreview'), 53, 'the answer in use stayed');
+    await reviews.tokenReview(others[0]!, ['nodeprep']);
+    t.equal(requests('tokenreview'), 54, 'the least recently used was asked again');
+  });
+
+  await t.test('a SubjectAccessReview answer is kept for everything it was asked with', async (t) => {
+    await api.create({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nodeprep-group-b-c' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodeprep-viewer' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'b,c' }],
+    });
+    const { reviews, asked } = ownReviews(t);
+    const alice = { authenticated: true as const, username: 'alice', groups: ['a,b', 'c'], extra: {}, audiences: [] };
+    t.equal(await reviews.mayGet(alice, '/v1/findings'), false, 'groups "a,b" and "c": not bound');
+    t.equal(await reviews.mayGet({ ...alice, groups: ['a', 'b,c'] }, '/v1/findings'), true, 'groups "a" and "b,c": bound, not the answer for the other two');
+    t.equal(asked('subjectaccessreview'), 2);
+    await reviews.mayGet({ ...alice, uid: '1' }, '/v1/findings');
+    await reviews.mayGet({ ...alice, uid: '2' }, '/v1/findings');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a,b'] } }, '/v1/findings');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a', 'b'] } }, '/v1/findings');
+    t.equal(asked('subjectaccessreview'), 6, 'another uid or other extra values: another review (a webhook authorizer may decide by them)');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a', 'b'] } }, '/v1/findings');
+    t.equal(asked('subjectaccessreview'), 6, 'the same again: cached');
   });
 
   await t.test('readers: a token the viewer role allows, nothing else; probes are open', async (t) => {
