@@ -110,6 +110,48 @@ t.test('refusals: a flood of causes is bounded, counted, and silences nothing fo
   t.match(refused().at(-1), { cause: 'the next cause', reason: 'unauthorized' }, 'the next minute, a new cause is logged: the flood switched nothing off');
 });
 
+t.test('refusals: the summary line comes by itself, once a window, while the log runs', async (t) => {
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger('info', new Writable({ write(chunk, _e, done) { lines.push(JSON.parse(String(chunk)) as Record<string, unknown>); done(); } }) as never);
+  // A window short enough to wait for (app.ts runs it with a minute).
+  const log = new RefusalLog(logger, { windowMs: 20 });
+  t.teardown(() => log.stop());
+  log.start();
+  const refusal: Refusal = { status: 403, reason: 'forbidden_reader', message: 'no', cause: 'one cause' };
+  for (let i = 0; i < 5; i++) log.refused('read', refusal, { ip: '10.0.0.1', route: 'GET /v1/findings' });
+  const summaries = () => lines.filter((l) => String(l.msg).startsWith('refusals not logged'));
+  await new Promise<void>((resolve) => {
+    const poll = setInterval(() => {
+      if (summaries().length === 0) return;
+      clearInterval(poll);
+      resolve();
+    }, 5);
+  });
+  t.match(summaries(), [{ unlogged: 4, reasons: { forbidden_reader: 4 }, windowSeconds: 0.02 }], 'the timer wrote the count of the four not logged, without being asked');
+  t.equal(lines.filter((l) => l.msg === 'read refused').length, 1, 'and the cause itself once');
+});
+
+t.test('refusals of reports: a report\'s names are never part of the cause', async (t) => {
+  const shared = new SharedTokens();
+  shared.replace(parseSharedTokens('edge-token edge\n', ''));
+  const policy = new SenderPolicy({ shared, audience: 'nodeprep', homeCluster: 'home' });
+  const edge = { kind: 'shared' as const, cluster: 'edge' };
+  const agent = { kind: 'agent' as const, serviceAccount: 'nodeprep/nodeprep-agent', node: 'n1' };
+  const refusals: (Refusal | undefined)[] = [];
+  for (let i = 0; i < 100; i++) {
+    const node = { name: `attacker-node-${i}`, cluster: `attacker-cluster-${i}` };
+    refusals.push(await policy.authorize(edge, { node }), await policy.authorize(agent, { node }), await policy.authorize(agent, { node: { name: node.name, cluster: 'home' } }));
+  }
+  t.equal(refusals.filter((r) => r?.status === 403).length, 300, 'each refused');
+  t.ok(refusals.every((r) => r && /attacker-(node|cluster)-\d+/.test(r.message)), 'the answer to the caller names what it sent');
+  const causes = new Set(refusals.map((r) => `${r?.reason} ${r?.cause}`));
+  t.same([...causes].sort(), [
+    'forbidden_cluster an agent of this cluster reports another cluster',
+    'forbidden_cluster another cluster\'s report with the token of cluster "edge"',
+    'forbidden_node the agent on node n1 sent another node\'s report',
+  ], 'three hundred refusals, three causes');
+});
+
 t.test('an unverified JWT claims its audiences; only well-formed, few and short', async (t) => {
   const jwt = (payload: unknown) => `e30.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.sig`;
   t.same(jwtAudiences(jwt({ aud: 'nodeprep' })), ['nodeprep']);
