@@ -8,9 +8,11 @@ import { pino, type Logger } from 'pino';
 import { MAX_NODE_KEY } from '../protocol/names.js';
 import { MAX_REPORT_BYTES } from '../protocol/report.js';
 import { logTransition } from './alerts.js';
-import { OncePerCause, readerHook, senderHooks } from './access/hooks.js';
+import { accessHooks } from './access/hooks.js';
 import { ReaderPolicy, SenderPolicy } from './access/policy.js';
+import { RefusalLog } from './access/refusal-log.js';
 import { Reviews } from './access/reviews.js';
+import { declareRouteAccess, type Access } from './access/routes.js';
 import type { SharedTokens } from './access/shared-tokens.js';
 import { loadConfig, sweepIntervalMs, type Config } from './config.js';
 import { compileChainPatterns } from './detect/illumio.js';
@@ -34,8 +36,9 @@ declare module 'fastify' {
   interface FastifyInstance {
     engine: Engine;
     clusterView: { status: () => ClusterViewStatus };
-    // Whether reports and reads are checked at all (for the start log).
-    access: { senders: boolean; readers: boolean };
+    // Whether reports and reads are checked at all (for the start log), and who may call each
+    // route ("GET /v1/nodes/:name" to reader), as the routes declared it.
+    access: { senders: boolean; readers: boolean; routes: ReadonlyMap<string, Access> };
   }
 }
 
@@ -88,6 +91,8 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
   // Zod validates in each route plugin (see routes/); zod serialises every response.
   app.setSerializerCompiler(serializerCompiler);
+  // Before any route or plugin: each route says who may call it, or the app does not start.
+  const routeAccess = declareRouteAccess(app);
 
   // JSON only, and only where a route takes a body (routes/reports.ts): anything else is a 415.
   app.removeAllContentTypeParsers();
@@ -205,7 +210,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           cached: (kind) => metrics.reviews.inc({ kind, answer: 'cached' }),
         })
       : undefined;
-  const once = new OncePerCause(logger);
+  const refusals = new RefusalLog(logger);
+  refusals.start();
+  app.addHook('onClose', async () => refusals.stop());
   const senders = new SenderPolicy({
     ...(options.shared ? { shared: options.shared } : {}),
     ...(reviews ? { reviews } : {}),
@@ -214,10 +221,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     homeCluster: config.homeCluster ?? '',
   });
   const readers = new ReaderPolicy(reviews);
-  app.decorate('access', { senders: senders.enabled, readers: readers.enabled });
+  app.decorate('access', { senders: senders.enabled, readers: readers.enabled, routes: routeAccess });
   app.decorateRequest('sender', undefined);
-  app.addHook('onRequest', readerHook(readers, once, (reason) => metrics.readsRejected.inc({ reason })));
-  await app.register(reportRoutes, { engine, metrics, access: senderHooks(senders, once), bodyLimit: BODY_LIMIT });
+  // On every route, deciding from the route the router matched (access/routes.ts).
+  const hooks = accessHooks({ senders, readers, log: refusals, readRefused: (reason) => metrics.readsRejected.inc({ reason }) });
+  app.addHook('onRequest', hooks.onRequest);
+  app.addHook('preHandler', hooks.preHandler);
+  await app.register(reportRoutes, { engine, metrics, bodyLimit: BODY_LIMIT });
   await app.register(nodeRoutes, { engine });
   await app.register(findingRoutes, { engine });
   await app.register(illumioRoutes, { checks });
