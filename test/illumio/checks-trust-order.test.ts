@@ -22,7 +22,7 @@ function facts(rootCaPem: string): ClusterFacts {
     homeCluster: '',
     nodes: new Map(),
     agentPods: new Map(),
-    calico: { felixConfigurations: new Map(), felixCrdServed: false, configMaps: new Map() },
+    calico: { felixConfigurations: new Map(), felixCrdServed: false, configMaps: new Map(), readableConfigMaps: [] },
     illumio: { cvenNodes: new Set(), rootCa },
   };
 }
