@@ -9,14 +9,23 @@
 // adds nothing (what came before stands); one not marked optional keeps the container from
 // starting (CreateContainerConfigError), and so does a missing envFrom source that is not optional.
 //
-// Felix then reads every variable whose name, lower-cased, is felix_chaininsertmode
-// (projectcalico/calico felix/config/env_var_loader.go, LoadConfigFromEnvironment). It drops an
-// empty value as if the variable were not there: "Ignoring empty configuration parameter"
-// (felix/config/config_params.go, UpdateFrom, `if v == ""`), so FelixConfiguration decides. It
-// takes "insert" or "append" in any case and nothing else: ChainInsertMode is
-// `oneof(insert,append);insert;non-zero,die-on-fail`, so any other value, "none" included, or one
-// with a space around it, is an error and Felix does not start (config_params.go, resolve;
-// felix/daemon/daemon.go retries the configuration until it parses).
+// Felix then reads it; quoted from projectcalico/calico at a0db560f0520 (2025-08-13, the Go
+// module v1.11.0-cni-plugin.0.20250813170300-a0db560f0520), felix/:
+// - config/env_var_loader.go, LoadConfigFromEnvironment(os.Environ()): `key :=
+//   strings.ToLower(splits[0])`, `if strings.Index(key, "felix_") == 0`, then `result[paramName] =
+//   value` into a map: the name in any case, and of two spellings the later in the environment.
+// - config/config_params.go, (*Config).UpdateFrom: `if v == "" { ... Info("Ignoring empty
+//   configuration parameter. Use value 'none' if your intention is to explicitly disable the
+//   default value."); continue }`: an empty value is dropped as if the variable were not there, so
+//   the next source down decides (SourcesInDescendingOrder: InternalOverride,
+//   EnvironmentVariable, ConfigFile, DatastorePerHost, DatastoreGlobal), FelixConfiguration here.
+// - config/config_params.go, the Config field ChainInsertMode, tagged
+//   config:"oneof(insert,append);insert;non-zero,die-on-fail", parsed by config/param_types.go,
+//   (*OneofListParam).Parse: `lowerCaseOptionsToCanonical[strings.ToLower(raw)]`, so "insert" or
+//   "append" in any case, nothing trimmed. (*Config).resolve refuses "none" on a
+//   non-zero field ("non-zero field cannot be set to none") and sets config.Err on any other value
+//   (die-on-fail); daemon/daemon.go, Run, then logs "Failed to parse configuration environment
+//   variable" and `continue configRetry`: Felix does not start.
 import { FELIX_CHAININSERTMODE_LOWER, type CalicoFacts, type FelixEnvEntry, type WorkloadFacts } from '../cluster/facts.js';
 
 export type CalicoMode = 'insert' | 'append';

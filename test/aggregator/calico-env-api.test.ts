@@ -119,6 +119,19 @@ async function run(): Promise<void> {
     t.pass('resolved');
   });
 
+  await t.test('an empty value: Felix ignores it, so FelixConfiguration decides, and the finding says so', async (t) => {
+    // FelixConfiguration default says Append (the test before): with the variable ignored, no finding.
+    await api.must('PUT', '/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node', calicoNode({ env: [{ name: 'FELIX_CHAININSERTMODE', value: '' }] }));
+    const stored = await api.must<KubeObject & { spec: { template: { spec: { containers: { env: Record<string, unknown>[] }[] } } } }>('GET', '/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node');
+    // The API server drops an empty value: the kubelet then sets the variable to "" all the same.
+    t.same(stored.spec.template.spec.containers[0]!.env, [{ name: 'FELIX_CHAININSERTMODE' }], 'stored without its value');
+    await settle('FelixConfiguration default (Append) decides: no finding', (f) => f.length === 0);
+    await api.must('PATCH', '/apis/crd.projectcalico.org/v1/felixconfigurations/default', { spec: { chainInsertMode: 'Insert' } }, { contentType: 'application/merge-patch+json' });
+    const [f] = await settle('FelixConfiguration default (Insert) decides', placeIs('felix:default'));
+    t.equal(f!.evidence.where, 'FelixConfiguration default (spec.chainInsertMode: Insert), as FELIX_CHAININSERTMODE on DaemonSet kube-system/calico-node does not decide (FELIX_CHAININSERTMODE= is empty, which Felix ignores as if it were not set)');
+    t.match(f!.remediation, /patch felixconfiguration default/);
+  });
+
   await t.test('envFrom a Secret: nodeprep does not read it, and says what to check', async (t) => {
     await api.must('PATCH', '/apis/crd.projectcalico.org/v1/felixconfigurations/default', { spec: { chainInsertMode: 'Insert' } }, { contentType: 'application/merge-patch+json' });
     await api.must('PUT', '/apis/apps/v1/namespaces/kube-system/daemonsets/calico-node', calicoNode({ envFrom: [{ secretRef: { name: 'calico-env' } }] }));
