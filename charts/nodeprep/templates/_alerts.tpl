@@ -19,7 +19,7 @@ so a finding that lasts a moment cannot fire through the window alone.
 {{- define "nodeprep.alerts" -}}
 {{- $s := include "nodeprep.prometheusRule.selector" . -}}
 {{- $own := "NODE_NO_AGENT|NODE_STALE" -}}
-{{- $blocking := "MACHINE_ID_DUPLICATE|MACHINE_ID_INVALID|KUBELET_MACHINE_ID_STALE|ILLUMIO_ROOT_CA_MISSING|ILLUMIO_ROOT_CA_INVALID|ILLUMIO_PCE_TLS_UNTRUSTED|ILLUMIO_UNDERSIZED|CALICO_INSERT_MODE|CALICO_ILLUMIO_CONFLICT|CALICO_MODE_MIXED|CALICO_OUT_OF_SYNC|CALICO_CONFIG_NOT_APPEND|CALICO_CONFIG_DRIFT" -}}
+{{- $blocking := "MACHINE_ID_DUPLICATE|MACHINE_ID_INVALID|KUBELET_MACHINE_ID_STALE|ILLUMIO_ROOT_CA_MISSING|ILLUMIO_ROOT_CA_INVALID|ILLUMIO_ROOT_CA_INTERMEDIATE|ILLUMIO_PCE_TLS_UNTRUSTED|ILLUMIO_UNDERSIZED|CALICO_INSERT_MODE|CALICO_ILLUMIO_CONFLICT|CALICO_MODE_MIXED|CALICO_OUT_OF_SYNC|CALICO_CONFIG_NOT_APPEND|CALICO_CONFIG_DRIFT" -}}
 # Not scraped (absent) or scraped and failing (up == 0: down, or refusing Prometheus's token).
 # Neither branch holds during a normal restart for longer than one scrape.
 - alert: NodeprepAggregatorDown
