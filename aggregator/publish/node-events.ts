@@ -106,38 +106,43 @@ export class NodeEvents implements Outlet {
       }
       this.queue.push(draft);
     }
-    this.draining ??= this.drain();
+    this.kick();
+  }
+
+  /** One writer at a time; it goes on while there is something to write. */
+  private kick(): void {
+    if (this.draining || this.stopped || this.queue.length === 0) return;
+    this.draining = this.drain().finally(() => {
+      this.draining = undefined;
+      this.kick();
+    });
   }
 
   private async drain(): Promise<void> {
-    try {
-      while (!this.stopped && this.queue.length > 0) {
-        const draft = this.queue.shift()!;
-        for (let tries = 1; ; tries++) {
-          const outcome = await this.write(draft);
-          if (outcome === 'done') break;
-          if (outcome === 'rejected') {
-            this.options.metrics.eventsDropped.inc({ reason: 'rejected' });
-            break;
-          }
-          if (tries >= this.timing.maxTries || this.stopped) {
-            this.options.metrics.eventsDropped.inc({ reason: 'failed' });
-            break;
-          }
-          const delay = tries === 1 ? this.timing.retryDelayMs * Math.random() : this.timing.retryDelayMs;
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, delay);
-            timer.unref();
-            this.wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          this.wake = undefined;
+    while (!this.stopped && this.queue.length > 0) {
+      const draft = this.queue.shift()!;
+      for (let tries = 1; ; tries++) {
+        const outcome = await this.write(draft);
+        if (outcome === 'done') break;
+        if (outcome === 'rejected') {
+          this.options.metrics.eventsDropped.inc({ reason: 'rejected' });
+          break;
         }
+        if (tries >= this.timing.maxTries || this.stopped) {
+          this.options.metrics.eventsDropped.inc({ reason: 'failed' });
+          break;
+        }
+        const delay = tries === 1 ? this.timing.retryDelayMs * Math.random() : this.timing.retryDelayMs;
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          timer.unref();
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
       }
-    } finally {
-      this.draining = undefined;
     }
   }
 

@@ -57,7 +57,9 @@ export function outletsFor(c: OutletContext): Outlet[] {
     }),
     api && c.config.events && new NodeEvents({
       api, log: c.log, metrics: c.metrics, homeCluster: home, ...now,
-      nodeExists: (name) => c.engine.clusterView?.nodes.has(name) ?? false,
+      // Before the view has listed the Nodes, a report's node is taken to exist (an Event about
+      // a Node that does not is harmless); after, a deleted Node gets no Event.
+      nodeExists: (name) => c.engine.clusterView?.nodes.has(name) ?? true,
       ...(c.config.deployment ? { deployment: c.config.deployment } : {}),
       ...(c.tuning.events?.correlator ? { correlator: c.tuning.events.correlator } : {}),
       ...(c.tuning.events?.timing ? { timing: c.tuning.events.timing } : {}),

@@ -6,33 +6,22 @@
 // restart, and the older wgpolicyk8s.io kind where only that is served.
 import t from 'tap';
 import type { ReportObject, ReportResult } from '../../aggregator/publish/report-object.js';
-import { appSpecificMachineId } from '../../protocol/machine-id.js';
 import { eventually } from '../support/cluster.js';
-import { NAMESPACE, installChartRbac, kubectl, nodeObject, startAggregator } from '../support/publish-harness.js';
-import { ApiServer, requireKube } from '../support/kube-apiserver.js';
-import { buildReport } from '../support/reports.js';
+import { IDS, agentReport as report, kubectl, startAggregator, startCluster } from '../support/publish-harness.js';
+import { requireKube } from '../support/kube-apiserver.js';
 
 const OPENREPORTS = '/apis/openreports.io/v1alpha1/clusterreports/nodeprep';
 const WGPOLICY = '/apis/wgpolicyk8s.io/v1alpha2/clusterpolicyreports/nodeprep';
-const IDS = { one: '1a2b3c4d5e6f40718293a4b5c6d7e8f1', two: '2b3c4d5e6f7041829304b5c6d7e8f9a2' };
 
 const results = (o: ReportObject, rule: string) => o.results.filter((r) => r.rule === rule);
 const nodesOf = (r: ReportResult | undefined) => (r?.resources ?? []).map((x) => x.name).sort();
 
 async function run(): Promise<void> {
   t.setTimeout(300_000);
-  const api = await ApiServer.start();
-  t.teardown(() => api.stop());
-  await api.ensureNamespace(NAMESPACE);
-  await installChartRbac(api);
-  // worker-3 is a clone of worker-2 (the kubelet's copy of its machine ID) without an agent.
-  await api.create(nodeObject('worker-1', IDS.one));
-  await api.create(nodeObject('worker-2', IDS.two));
-  await api.create(nodeObject('worker-3', IDS.two));
+  const api = await startCluster(t);
 
   const agg = await startAggregator(api);
   t.teardown(() => agg.close());
-  const report = (name: string, raw: string, calico: 'append' | 'insert') => buildReport({ name, machineId: appSpecificMachineId(raw)!, calico });
   const reports = { w1: report('worker-1', IDS.one, 'append'), w2: report('worker-2', IDS.two, 'insert') };
   await agg.send(reports.w1);
   await agg.send(reports.w2);
@@ -98,7 +87,7 @@ async function run(): Promise<void> {
     const before = await writes();
     // Five changes in a burst: Insert, Append, Insert, Append, Append.
     for (const mode of ['append', 'insert', 'append', 'insert', 'append'] as const) {
-      await agg.send({ ...report('worker-2', IDS.two, mode), collectedAt: new Date().toISOString() });
+      await agg.send(report('worker-2', IDS.two, mode));
       await new Promise((r) => setTimeout(r, 40));
     }
     const object = await eventually('CALICO_INSERT_MODE gone', 20, async () => {
@@ -131,7 +120,7 @@ async function run(): Promise<void> {
 
   await t.test('the API server restarts: a change made meanwhile is written when it is back', async (t) => {
     await api.stopApiServer();
-    await agg.send({ ...report('worker-2', IDS.two, 'insert'), collectedAt: new Date().toISOString() });
+    await agg.send(report('worker-2', IDS.two, 'insert'));
     await new Promise((r) => setTimeout(r, 1500));
     await api.startApiServer();
     const object = await eventually('the change written', 60, async () => {

@@ -12,9 +12,11 @@ import { buildApp, createLogger, type AppConfig } from '../../aggregator/app.js'
 import { loadClusterAccess } from '../../aggregator/cluster/api.js';
 import { loadConfig } from '../../aggregator/config.js';
 import type { PublishTuning } from '../../aggregator/publish/outlets.js';
+import { appSpecificMachineId } from '../../protocol/machine-id.js';
 import type { NodeReport } from '../../protocol/report.js';
 import { kubectlBinary, render } from './helm.js';
 import { ApiServer, type KubeObject } from './kube-apiserver.js';
+import { buildReport } from './reports.js';
 
 export const NAMESPACE = 'nodeprep';
 
@@ -24,6 +26,29 @@ export const FAST: PublishTuning = {
   values: { minIntervalMs: 300, checkIntervalMs: 500, resyncMs: 1_000, debounceMs: 50 },
   events: { timing: { retryDelayMs: 500 } },
 };
+
+// Two machine IDs: worker-1 has its own, worker-2 and its clone worker-3 share one.
+export const IDS = { one: '1a2b3c4d5e6f40718293a4b5c6d7e8f1', two: '2b3c4d5e6f7041829304b5c6d7e8f9a2' };
+
+/**
+ * The API server with the chart's RBAC and three Nodes: worker-1, worker-2, and worker-3, a
+ * clone of worker-2 (the kubelet's copy of its machine ID) that no agent reports for.
+ */
+export async function startCluster(t: { teardown: (fn: () => unknown) => void }): Promise<ApiServer> {
+  const api = await ApiServer.start();
+  t.teardown(() => api.stop());
+  await api.ensureNamespace(NAMESPACE);
+  await installChartRbac(api);
+  await api.create(nodeObject('worker-1', IDS.one));
+  await api.create(nodeObject('worker-2', IDS.two));
+  await api.create(nodeObject('worker-3', IDS.two));
+  return api;
+}
+
+/** A report as worker-N's agent would send it, collected now. */
+export function agentReport(name: string, rawMachineId: string, calico: 'append' | 'insert'): NodeReport {
+  return { ...buildReport({ name, machineId: appSpecificMachineId(rawMachineId)!, calico }), collectedAt: new Date().toISOString() };
+}
 
 export function nodeObject(name: string, machineID: string): KubeObject {
   return {
