@@ -27,6 +27,9 @@ export interface EventDraft {
   namespace: string;
   name: string;
   involvedObject: InvolvedObject;
+  // The object that decides a finding about no node (the root CA ConfigMap, an undersized
+  // workload), named beside the Deployment the Event regards.
+  related?: InvolvedObject;
   type: 'Normal' | 'Warning';
   reason: string;
   message: string;
@@ -63,15 +66,36 @@ export function eventName(object: InvolvedObject, reason: string, findingId: str
 
 const clip = (text: string) => (text.length <= MAX_MESSAGE ? text : `${text.slice(0, MAX_MESSAGE - 1)}…`);
 
-/** The Events of one transition: one per Node it concerns (at most the finding's 100), or one on the deciding object. */
+// The kinds an undersized workload's evidence names ("DaemonSet illumio-system/illumio-ven").
+const WORKLOAD_API: Record<string, string> = { DaemonSet: 'apps/v1', Deployment: 'apps/v1', StatefulSet: 'apps/v1' };
+
+/**
+ * The object that decides a finding about no node, from its evidence: the root CA ConfigMap
+ * (evidence.configMap, "<namespace>/<name>") or the workload found undersized (evidence.workload,
+ * "<Kind> <namespace>/<name>"). The Event regards the aggregator's Deployment and names this one
+ * as related: an Event must live in its regarding object's namespace, and writing Events into
+ * Illumio's namespace would need a Role there (least privilege: only ours and default).
+ */
+export function decidingObject(evidence: Record<string, unknown>): InvolvedObject | undefined {
+  const ref = (text: unknown) => (typeof text === 'string' ? /^([a-z0-9.-]+)\/([a-z0-9.-]+)$/.exec(text) : null);
+  const configMap = ref(evidence.configMap);
+  if (configMap) return { apiVersion: 'v1', kind: 'ConfigMap', namespace: configMap[1]!, name: configMap[2]! };
+  const workload = typeof evidence.workload === 'string' ? /^(\w+) (\S+)$/.exec(evidence.workload) : null;
+  const where = workload && ref(workload[2]);
+  if (workload && where && WORKLOAD_API[workload[1]!]) return { apiVersion: WORKLOAD_API[workload[1]!]!, kind: workload[1]!, namespace: where[1]!, name: where[2]! };
+  return undefined;
+}
+
+/** The Events of one transition: one per Node it concerns (at most the finding's 100), or one on the aggregator's Deployment. */
 export function eventsOf(transition: Transition, context: EventContext): EventDraft[] {
   const { kind, finding, reason } = transition;
   const eventReasonText = eventReason(finding.code, kind);
   const type = kind === 'raised' && finding.severity !== 'info' ? 'Warning' : 'Normal';
   const message = clip(kind === 'raised' ? finding.message : `Resolved${reason ? ` (${reason})` : ''}: ${finding.message}`);
-  const objects: { namespace: string; involvedObject: InvolvedObject }[] = [];
+  const objects: { namespace: string; involvedObject: InvolvedObject; related?: InvolvedObject }[] = [];
   if (finding.nodes.length === 0) {
-    if (context.deployment) objects.push({ namespace: context.deployment.namespace!, involvedObject: context.deployment });
+    const related = decidingObject(finding.evidence);
+    if (context.deployment) objects.push({ namespace: context.deployment.namespace!, involvedObject: context.deployment, ...(related ? { related } : {}) });
   } else {
     for (const key of finding.nodes) {
       const name = homeNodeName(context.homeCluster, key);
@@ -81,10 +105,11 @@ export function eventsOf(transition: Transition, context: EventContext): EventDr
       objects.push({ namespace: 'default', involvedObject: { apiVersion: 'v1', kind: 'Node', name, uid: name } });
     }
   }
-  return objects.map(({ namespace, involvedObject }) => ({
+  return objects.map(({ namespace, involvedObject, related }) => ({
     namespace,
     name: eventName(involvedObject, eventReasonText, finding.id),
     involvedObject,
+    ...(related ? { related } : {}),
     type,
     reason: eventReasonText,
     message,
@@ -103,6 +128,7 @@ export function newEvent(draft: EventDraft, at: string, instance: string): Recor
     kind: 'Event',
     metadata: { name: draft.name, namespace: draft.namespace },
     involvedObject: draft.involvedObject,
+    ...(draft.related ? { related: draft.related } : {}),
     type: draft.type,
     reason: draft.reason,
     message: draft.message,

@@ -5,7 +5,7 @@ import t from 'tap';
 import { makeFinding } from '../../aggregator/detect/finding.js';
 import type { Transition } from '../../aggregator/findings/book.js';
 import { DEFAULT_CORRELATOR, EventCorrelator, Lru } from '../../aggregator/publish/event-correlator.js';
-import { eventName, eventReason, eventsOf, objectKey, type EventContext } from '../../aggregator/publish/event-object.js';
+import { decidingObject, eventName, eventReason, eventsOf, newEvent, objectKey, type EventContext } from '../../aggregator/publish/event-object.js';
 import { FINDING_SEVERITY, type FindingCode } from '../../protocol/findings.js';
 
 const MIN = 60_000;
@@ -46,8 +46,8 @@ t.test('the caches forget the least recently used beyond their size', async (t) 
   t.same(c.seriesOf('e49'), { count: 1, firstTimestamp: 'x' });
 });
 
-function transition(kind: Transition['kind'], code: FindingCode, nodes: string[], reason?: string): Transition {
-  const draft = makeFinding(code, nodes.length ? nodes : [code], { nodes, message: `${code} message`, remediation: '', evidence: {}, severity: FINDING_SEVERITY[code] });
+function transition(kind: Transition['kind'], code: FindingCode, nodes: string[], reason?: string, evidence: Record<string, unknown> = {}): Transition {
+  const draft = makeFinding(code, nodes.length ? nodes : [code], { nodes, message: `${code} message`, remediation: '', evidence, severity: FINDING_SEVERITY[code] });
   return { kind, finding: { ...draft, since: new Date(0).toISOString() }, nodeCount: nodes.length, ...(reason ? { reason } : {}) };
 }
 
@@ -85,4 +85,17 @@ t.test('reasons and names', async (t) => {
   t.match(eventName(node, 'X', 'abc'), /^worker-1\.[0-9a-f]{16}$/);
   const long = eventName({ ...node, name: 'n'.repeat(253) }, 'X', 'abc');
   t.equal(long.length, 253, 'the longest node name still makes a valid name');
+});
+
+t.test('about no node: the Deployment regarded, the deciding object named as related', async (t) => {
+  const [rootCa] = eventsOf(transition('raised', 'ILLUMIO_ROOT_CA_INVALID', [], undefined, { configMap: 'illumio-system/root-ca-config' }), context);
+  t.same(rootCa!.involvedObject, context.deployment, 'regarding the aggregator\'s Deployment (its namespace is ours)');
+  t.same(rootCa!.related, { apiVersion: 'v1', kind: 'ConfigMap', namespace: 'illumio-system', name: 'root-ca-config' }, 'related: the root CA ConfigMap');
+  t.same(newEvent(rootCa!, '2026-01-01T00:00:00Z', 'pod-1').related, rootCa!.related, 'and written with it');
+  const [undersized] = eventsOf(transition('raised', 'ILLUMIO_UNDERSIZED', [], undefined, { workload: 'DaemonSet illumio-system/illumio-ven' }), context);
+  t.same(undersized!.related, { apiVersion: 'apps/v1', kind: 'DaemonSet', namespace: 'illumio-system', name: 'illumio-ven' }, 'related: the undersized workload');
+  t.notOk('related' in eventsOf(transition('raised', 'ILLUMIO_PCE_UNREACHABLE', [], undefined, { target: 'pce.example:8443' }), context)[0]!, 'nothing decides an unreachable PCE in the cluster: no related');
+  t.notOk('related' in eventsOf(transition('raised', 'CALICO_INSERT_MODE', ['worker-1'], undefined, { configMap: 'kube-system/calico-config' }), context)[0]!, 'an Event on a Node has none');
+  t.equal(decidingObject({ configMap: 'no slash' }), undefined, 'a malformed reference is no object');
+  t.equal(decidingObject({ workload: 'Pod ns/name' }), undefined, 'nor a kind it does not know');
 });

@@ -15,6 +15,7 @@ const VALUES_PATH = `/api/v1/namespaces/${NAMESPACE}/configmaps/nodeprep-illumio
 interface KubeEvent {
   metadata: { name: string; namespace: string };
   involvedObject: { kind: string; name: string; namespace?: string; uid?: string };
+  related?: { kind: string; name: string; namespace?: string };
   type: string;
   reason: string;
   message: string;
@@ -55,6 +56,7 @@ async function run(): Promise<void> {
     t.match(duplicate.message, /machine ID/i);
     const onDeployment = await eventually('the Deployment\'s Event', 30, async () => (await events(NAMESPACE)).find((e) => e.reason === 'IllumioRootCaMissing'));
     t.match(onDeployment, { type: 'Warning', involvedObject: { kind: 'Deployment', name: 'nodeprep-aggregator', namespace: NAMESPACE, uid: deployment.metadata.uid } }, 'the root CA: about no node');
+    t.match(onDeployment.related, { kind: 'ConfigMap', namespace: 'illumio-system', name: 'root-ca-config' }, 'the ConfigMap that decides it, named as related');
 
     // What an admin types.
     const forNode = await kubectl(api, ['events', '--for', 'node/worker-3']);
