@@ -5,7 +5,7 @@
 // the same objects in another version; the core version keeps the recorder's series fields.
 // Pure: a transition in, the Events to write out.
 import { createHash } from 'node:crypto';
-import type { FindingCode } from '../../protocol/findings.js';
+import { FINDING_NODES, type FindingCode } from '../../protocol/findings.js';
 import type { Transition } from '../findings/book.js';
 import { homeNodeName } from './home-cluster.js';
 
@@ -97,7 +97,8 @@ export function eventsOf(transition: Transition, context: EventContext): EventDr
     const related = decidingObject(finding.evidence);
     if (context.deployment) objects.push({ namespace: context.deployment.namespace!, involvedObject: context.deployment, ...(related ? { related } : {}) });
   } else {
-    for (const key of finding.nodes) {
+    // The detectors list at most FINDING_NODES; the bound is kept here too, whatever they list.
+    for (const key of finding.nodes.slice(0, FINDING_NODES)) {
       const name = homeNodeName(context.homeCluster, key);
       if (name === undefined || !context.nodeExists(name)) continue;
       // Nodes are cluster-scoped: their Events go to "default", as the kubelet's do, and carry

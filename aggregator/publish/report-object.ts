@@ -15,7 +15,7 @@
 //   HTTP API), properties = id, nodeCount, remediation;
 // - bounded: at most maxResults results and maxBytes of them, most severe first; what is left
 //   out is one "skip" result that says how many and where to read them all.
-import type { Finding, FindingCode, Severity } from '../../protocol/findings.js';
+import { FINDING_NODES, type Finding, type FindingCode, type Severity } from '../../protocol/findings.js';
 import type { Readiness, ReadinessStep, ReadinessStepName } from '../../protocol/illumio.js';
 import { severityRank } from '../findings/book.js';
 import { OTHER_BLOCKERS, READINESS_RULES, READINESS_STEPS } from '../illumio/readiness.js';
@@ -132,7 +132,7 @@ function stepResult(step: ReadinessStep, byId: ReadonlyMap<string, Finding>): Re
 
 function findingResult(finding: Finding, nodeName: ReportInput['nodeName']): ReportResult {
   const { result, severity } = SEVERITY[finding.severity];
-  const resources = finding.nodes.flatMap((key) => {
+  const resources = finding.nodes.slice(0, FINDING_NODES).flatMap((key) => {
     const name = nodeName(key);
     return name === undefined ? [] : [{ apiVersion: 'v1' as const, kind: 'Node' as const, name }];
   });

@@ -99,3 +99,11 @@ t.test('about no node: the Deployment regarded, the deciding object named as rel
   t.equal(decidingObject({ configMap: 'no slash' }), undefined, 'a malformed reference is no object');
   t.equal(decidingObject({ workload: 'Pod ns/name' }), undefined, 'nor a kind it does not know');
 });
+
+t.test('at most 100 Nodes per finding, whatever the finding lists', async (t) => {
+  const many = Array.from({ length: 150 }, (_, i) => `node-${String(i).padStart(3, '0')}`);
+  const all = { ...context, nodeExists: () => true };
+  const drafts = eventsOf(transition('raised', 'NODE_NO_AGENT', many), all);
+  t.equal(drafts.length, 100, 'one Event for each of the first 100');
+  t.same(drafts.map((d) => d.involvedObject.name), many.slice(0, 100));
+});

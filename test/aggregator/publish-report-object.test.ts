@@ -164,3 +164,13 @@ t.test('the same findings give the same object: nothing in it moves with the clo
   const b = buildReport({ api: 'openreports.io/v1alpha1', readiness: readinessOf(findings), findings, nodeName });
   t.same(a, b);
 });
+
+t.test('resources: at most 100 Nodes per result, whatever the finding lists; nodeCount says how many', async (t) => {
+  const many = Array.from({ length: 150 }, (_, i) => `node-${String(i).padStart(3, '0')}`);
+  const wide = finding('NODE_NO_AGENT', many, { nodeCount: 150 });
+  const { object } = buildReport({ api: 'openreports.io/v1alpha1', readiness: readinessOf([wide]), findings: [wide], nodeName });
+  const result = object.results.find((r) => r.rule === 'NODE_NO_AGENT')!;
+  t.equal(result.resources!.length, 100);
+  t.same(result.resources!.map((r) => r.name), many.slice(0, 100), 'the first 100, in the finding\'s order');
+  t.equal(result.properties.nodeCount, '150');
+});

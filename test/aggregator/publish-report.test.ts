@@ -46,6 +46,8 @@ async function run(): Promise<void> {
     });
     t.ok(Date.now() - installedAt < 10_000, `written ${Date.now() - installedAt} ms after the CRD (discovery every second here, 30 s by default)`);
     t.match(object, { kind: 'ClusterReport', source: 'nodeprep', metadata: { labels: { 'app.kubernetes.io/managed-by': 'nodeprep-aggregator' } } });
+    const managers = (object.metadata as { managedFields?: { manager: string; operation: string }[] }).managedFields ?? [];
+    t.same(managers.map((m) => `${m.manager} ${m.operation}`), ['nodeprep Apply'], 'server-side apply, by its own field manager only');
     t.same(nodesOf(results(object, 'MACHINE_ID_DUPLICATE')[0]), ['worker-2', 'worker-3'], 'the clone by its kubelet\'s copy');
     t.same(nodesOf(results(object, 'CALICO_INSERT_MODE')[0]), ['worker-2']);
     t.same(nodesOf(results(object, 'NODE_NO_AGENT')[0]), ['worker-3']);

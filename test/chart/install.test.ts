@@ -103,6 +103,48 @@ async function run(): Promise<void> {
     t.notOk(await can(agent, { nonResource: '/v1/findings' }), 'the agent does not read');
   });
 
+  await t.test('the aggregator\'s whole grant, as the API server enumerates it: its writes exactly, no wildcards, no Secrets', async (t) => {
+    // SelfSubjectRulesReview lists every rule that applies to the caller in a namespace (its
+    // ClusterRoles' and that namespace's Roles'): a write the chart grants by mistake shows here
+    // whatever its name, where a list of denied examples would miss it.
+    const token = await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator');
+    // What system:basic-user grants every authenticated user: asking about oneself.
+    const builtIn = new Set(['create authorization.k8s.io/selfsubjectaccessreviews', 'create authorization.k8s.io/selfsubjectrulesreviews', 'create authentication.k8s.io/selfsubjectreviews']);
+    const everywhere = [
+      'create authentication.k8s.io/tokenreviews', 'create authorization.k8s.io/subjectaccessreviews',
+      'create openreports.io/clusterreports', 'patch openreports.io/clusterreports/nodeprep',
+      'create wgpolicyk8s.io/clusterpolicyreports', 'patch wgpolicyk8s.io/clusterpolicyreports/nodeprep',
+    ];
+    const events = ['create /events', 'patch /events'];
+    const expected: Record<string, string[]> = {
+      'kube-system': everywhere,
+      'illumio-system': everywhere,
+      default: [...everywhere, ...events],
+      nodeprep: [...everywhere, ...events, 'patch /configmaps/nodeprep-illumio-values'],
+    };
+    for (const [namespace, writes] of Object.entries(expected)) {
+      const review = await api.must<{ status: { resourceRules: { verbs: string[]; apiGroups?: string[]; resources?: string[]; resourceNames?: string[] }[]; incomplete: boolean } }>('POST', '/apis/authorization.k8s.io/v1/selfsubjectrulesreviews', {
+        apiVersion: 'authorization.k8s.io/v1', kind: 'SelfSubjectRulesReview', spec: { namespace },
+      }, { token });
+      t.notOk(review.status.incomplete, `${namespace}: the whole list`);
+      const found = new Set<string>();
+      for (const rule of review.status.resourceRules) {
+        const parts = [...rule.verbs, ...(rule.apiGroups ?? []), ...(rule.resources ?? []), ...(rule.resourceNames ?? [])];
+        t.notOk(parts.includes('*'), `${namespace}: no wildcard in ${JSON.stringify(rule)}`);
+        t.notOk((rule.resources ?? []).includes('secrets'), `${namespace}: no Secrets`);
+        for (const verb of rule.verbs.filter((v) => !['get', 'list', 'watch'].includes(v))) {
+          for (const group of rule.apiGroups ?? []) {
+            for (const resource of rule.resources ?? []) {
+              const names = rule.resourceNames?.length ? rule.resourceNames : [undefined];
+              for (const name of names) found.add(`${verb} ${group}/${resource}${name ? `/${name}` : ''}`);
+            }
+          }
+        }
+      }
+      t.same([...found].filter((w) => !builtIn.has(w)).sort(), [...writes].sort(), `${namespace}: exactly these writes`);
+    }
+  });
+
   await t.test('Pod Security: restricted rejects the agent\'s pod, privileged admits it', async (t) => {
     const daemonSet = await api.must('GET', '/apis/apps/v1/namespaces/nodeprep/daemonsets/nodeprep-agent');
     for (const [namespace, level] of [['psa-restricted', 'restricted'], ['psa-privileged', 'privileged']] as const) {
