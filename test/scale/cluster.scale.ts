@@ -5,7 +5,8 @@
 // heartbeat, for ten minutes, through faults: the aggregator killed, the API server restarted,
 // 500 nodes deleted, a token used for another node. It checks that exactly the expected findings
 // are active, that nothing was raised or resolved spuriously, that no report was lost, and how
-// many TokenReviews it cost; and it prints the figures.
+// many TokenReviews it cost; and it prints the figures, the outlets' too (issue 21: report writes
+// at steady state, the report's size, Events written and dropped across the faults).
 //
 //   npm run test:scale                      (SCALE_NODES=1000 SCALE_SOAK_SECONDS=120 for a short run)
 import { createHash, randomUUID } from 'node:crypto';
@@ -84,6 +85,8 @@ async function run(): Promise<void> {
     return s.desiredNumberScheduled === N - TAINTED && s.numberAvailable === N - TAINTED;
   });
   figures['agent pods Running after helm install'] = `${N - TAINTED} in ${((Date.now() - at) / 1000).toFixed(1)} s`;
+  // The OpenReports CRD, as Kyverno would have installed it: the report object is written.
+  await api.installCrds('openreports.io_clusterreports');
 
   // ---- the aggregator, as the chart's ServiceAccount ----
   const kubeconfig = api.kubeconfigFor(await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator', { expirationSeconds: 24 * 3600 }), 'aggregator');
@@ -99,6 +102,8 @@ async function run(): Promise<void> {
     // A node without a report for five heartbeats has no agent: the first reports of thousands
     // of agents (each a TokenReview) must all be in before anything is said.
     NODE_NO_AGENT_GRACE_SECONDS: String(TTL_S), CALICO_DRIFT_GRACE_SECONDS: '60',
+    // The outlets as the chart configures them (its aggregator ConfigMap).
+    AGGREGATOR_DEPLOYMENT: 'nodeprep/nodeprep-aggregator', VALUES_CONFIGMAP: 'nodeprep/nodeprep-illumio-values',
   };
 
   // The baseline for the cluster view's memory: the same aggregator, view off, no reports.
@@ -194,10 +199,12 @@ async function run(): Promise<void> {
   });
 
   let figuresBeforeKill = load.figures;
+  let publishBeforeKill: PublishCounts | undefined;
   let restartedAt = Date.now();
   await t.test('the aggregator killed and restarted: all findings back within one heartbeat', async (t) => {
     await soakAt(SOAK_S * 0.3);
     const steady = (await findings()).map(key).sort();
+    publishBeforeKill = await publishCounts(aggregator);
     await aggregator.stop('SIGKILL');
     figuresBeforeKill = load.resetFigures();
     const restarted = Date.now();
@@ -239,6 +246,16 @@ async function run(): Promise<void> {
     t.same((await findings()).map(key).sort(), expectedSteady(alive));
   });
 
+  await t.test('the outlets at steady state: report writes in a quiet minute, the report\'s size', async (t) => {
+    const before = await publishCounts(aggregator);
+    await new Promise((r) => setTimeout(r, 60_000));
+    const after = await publishCounts(aggregator);
+    figures['report writes at steady state'] = `${after.reportApplied - before.reportApplied} in a minute of heartbeats with nothing changing (target 0)`;
+    const report = await api.must<{ results: unknown[]; summary: Record<string, number> }>('GET', '/apis/openreports.io/v1alpha1/clusterreports/nodeprep');
+    figures['report object'] = `${(Buffer.byteLength(JSON.stringify(report)) / 1024).toFixed(1)} KiB as the API server returns it, ${report.results.length} results (${JSON.stringify(report.summary)}); ${(after.reportBytes / 1024).toFixed(1)} KiB applied`;
+    t.ok(report.results.length >= 4, 'the report is there, with the four steps at least');
+  });
+
   await t.test('a token used for another node: refused and counted', async (t) => {
     const victim = agentOf.get(name(0))!;
     const thief = agentOf.get(name(1))!;
@@ -258,6 +275,8 @@ async function run(): Promise<void> {
     const lifetimeS = (Date.now() - soakStart) / 1000 - SOAK_S * 0.3;
     const bound = (N - TAINTED) * (Math.ceil(lifetimeS / 300) + 1) + 100;
     t.ok(reviews <= bound, `TokenReviews ${reviews} at most one per token per cache lifetime (${bound})`);
+    const publish = addCounts(publishBeforeKill, await publishCounts(aggregator));
+    figures['Events across the faults'] = `${publish.eventsCreated} created, ${publish.eventsPatched} counted again in their series, ${publish.eventsDropped} dropped (${JSON.stringify(publish.droppedBy)}); report applied ${publish.reportApplied} times, ${publish.reportFailed} failed`;
     figures.TokenReviews = `${reviews} for ${N - TAINTED} agent tokens over ${lifetimeS.toFixed(0)} s (cache 300 s), plus the test's readers`;
     const raised = aggregator.alerts('finding raised').map((a) => a.id);
     t.equal(new Set(raised).size, raised.length, 'the restarted aggregator raised each finding once');
@@ -281,6 +300,44 @@ async function run(): Promise<void> {
   const table = Object.entries(figures).map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n');
   process.stdout.write(`\n# scale figures (${N} nodes, heartbeat ${HEARTBEAT_S} s, soak ${SOAK_S} s)\n${table}\n`);
   writeFileSync(path.join(os.tmpdir(), 'nodeprep-scale-figures.txt'), table + '\n');
+}
+
+interface PublishCounts {
+  reportApplied: number;
+  reportFailed: number;
+  reportBytes: number;
+  eventsCreated: number;
+  eventsPatched: number;
+  eventsDropped: number;
+  droppedBy: Record<string, number>;
+}
+
+/** The outlets' counters (aggregator/publish/) of one aggregator process. */
+async function publishCounts(aggregator: AggregatorProcess): Promise<PublishCounts> {
+  const text = (await aggregator.get<string>('/metrics')).body;
+  const one = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+  const droppedBy: Record<string, number> = {};
+  for (const m of text.matchAll(/^nodeprep_events_dropped_total\{reason="([^"]+)"\} (\d+)$/gm)) if (Number(m[2]) > 0) droppedBy[m[1]!] = Number(m[2]);
+  return {
+    reportApplied: one(/^nodeprep_report_writes_total\{result="applied"\} (\d+)$/m),
+    reportFailed: one(/^nodeprep_report_writes_total\{result="failed"\} (\d+)$/m),
+    reportBytes: one(/^nodeprep_report_bytes (\d+)$/m),
+    eventsCreated: one(/^nodeprep_events_written_total\{action="create"\} (\d+)$/m),
+    eventsPatched: one(/^nodeprep_events_written_total\{action="patch"\} (\d+)$/m),
+    eventsDropped: Object.values(droppedBy).reduce((a, b) => a + b, 0),
+    droppedBy,
+  };
+}
+
+/** Two processes' counters as one (the aggregator is killed and restarted during the soak). */
+function addCounts(a: PublishCounts | undefined, b: PublishCounts): PublishCounts {
+  if (!a) return b;
+  const droppedBy = { ...a.droppedBy };
+  for (const [k, v] of Object.entries(b.droppedBy)) droppedBy[k] = (droppedBy[k] ?? 0) + v;
+  return {
+    reportApplied: a.reportApplied + b.reportApplied, reportFailed: a.reportFailed + b.reportFailed, reportBytes: b.reportBytes,
+    eventsCreated: a.eventsCreated + b.eventsCreated, eventsPatched: a.eventsPatched + b.eventsPatched, eventsDropped: a.eventsDropped + b.eventsDropped, droppedBy,
+  };
 }
 
 /** A healthy node's report, as its agent would send it, with collectedAt left to the sender. */
