@@ -133,7 +133,7 @@ export class Supervised<T> {
       if (this.spec.labelSelector) query.set('labelSelector', this.spec.labelSelector);
       if (this.spec.fieldSelector) query.set('fieldSelector', this.spec.fieldSelector);
       if (next) query.set('continue', next);
-      const page = await this.api.call<{ metadata: { resourceVersion: string; continue?: string }; items: never[] }>('GET', `${this.spec.path}?${query}`, undefined, { kind: 'list' });
+      const page = await this.api.call<{ metadata: { resourceVersion: string; continue?: string }; items: never[] }>('GET', `${this.spec.path}?${query}`, undefined, { kind: 'list', lane: 'view' });
       for (const raw of page.items) items.push(this.spec.slim(raw));
       resourceVersion = page.metadata.resourceVersion;
       next = page.metadata.continue || undefined;
