@@ -180,17 +180,28 @@ export class KubeApi {
     }
   }
 
+  /**
+   * A watch (the path has watch=true), answered as it streams: outside every lane, since it holds
+   * its connection for minutes and must never wait behind reviews. The caller reads the body and
+   * ends it with `signal`; no inactivity limit applies (an idle watch may be silent for minutes).
+   */
+  async watch(apiPath: string, signal: AbortSignal): Promise<Dispatcher.ResponseData> {
+    this.counted('watch');
+    return this.send('GET', apiPath, { accept: 'application/json', signal, bodyTimeout: 0 });
+  }
+
   /** One request with the configured identity (a rotated token is read again each time). */
-  private async send(method: Method, apiPath: string, options: { accept: string; 'content-type'?: string; body?: string; signal: AbortSignal }): Promise<Dispatcher.ResponseData> {
+  private async send(method: Method, apiPath: string, options: { accept: string; 'content-type'?: string; body?: string; signal: AbortSignal; bodyTimeout?: number }): Promise<Dispatcher.ResponseData> {
     const context = new RequestContext(`${this.server}${apiPath}`, HttpMethod[method]);
     await this.config.applySecurityAuthentication(context);
-    const { accept, 'content-type': contentType, body, signal } = options;
+    const { accept, 'content-type': contentType, body, signal, bodyTimeout } = options;
     return request(context.getUrl(), {
       method,
       dispatcher: context.getDispatcher(),
       headers: { ...context.getHeaders(), accept, ...(contentType ? { 'content-type': contentType } : {}) },
       body,
       signal,
+      ...(bodyTimeout === undefined ? {} : { bodyTimeout }),
     });
   }
 
