@@ -158,6 +158,8 @@ export class Supervised<T> {
   everSynced = false;
   private delayMs: number;
   private timer: NodeJS.Timeout | undefined;
+  // Refusals (401, 403) in a row.
+  private refusals = 0;
   private stopped = false;
   // What each object's kept fields were, to tell a change from a touch.
   private readonly seen = new Map<string, string>();
@@ -216,6 +218,7 @@ export class Supervised<T> {
   private recovered(): void {
     this.setState('synced');
     this.delayMs = this.options.minDelayMs ?? 1_000;
+    this.refusals = 0;
   }
 
   /** Every page of the list, reduced; the resourceVersion is the list's. */
@@ -240,10 +243,15 @@ export class Supervised<T> {
     if (this.stopped) return;
     const status = err instanceof KubeApiError ? err.statusCode : (err as { statusCode?: number }).statusCode;
     const state: InformerState = status === 403 || status === 401 ? 'forbidden' : status === 404 ? 'not served' : 'unreachable';
-    this.setState(state, (err as Error).message);
+    // A restarted API server refuses requests for a moment, until its authorizer has read the
+    // RBAC objects (the restart in test/aggregator/cluster-view.test.ts met it): a refusal is
+    // asked again once, soon, before it is said.
+    this.refusals = state === 'forbidden' ? this.refusals + 1 : 0;
+    const quiet = this.refusals === 1;
+    if (!quiet) this.setState(state, (err as Error).message);
     // A resource that is not served (a CRD not installed) may appear later; look again slowly.
-    const delay = state === 'not served' ? 60_000 : this.delayMs;
-    this.delayMs = Math.min(this.delayMs * 2, this.options.maxDelayMs ?? 30_000);
+    const delay = state === 'not served' ? 60_000 : quiet ? (this.options.minDelayMs ?? 1_000) : this.delayMs;
+    if (!quiet) this.delayMs = Math.min(this.delayMs * 2, this.options.maxDelayMs ?? 30_000);
     clearTimeout(this.timer);
     this.timer = setTimeout(() => this.start(), delay);
     this.timer.unref();
