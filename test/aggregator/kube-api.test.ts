@@ -4,13 +4,15 @@
 // the API server exactly as they would behind a slow identity provider, while lists and watches,
 // which the webhook never sees, are answered at once. Shown: a request's deadline counts its wait
 // for a place; a full line answers "busy" at once; a flood of reviews holds up neither the view's
-// lists nor its watches; what was asked is counted.
+// lists nor its watches; what was asked is counted; the aggregator answers a reader and an agent
+// whose review finds the line full with a 503 and Retry-After at once.
 import http from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import pino from 'pino';
 import t from 'tap';
+import { buildApp, createLogger } from '../../aggregator/app.js';
 import { KubeApiBusyError, KubeApiTimeoutError, LANES, loadClusterAccess, type KubeApi } from '../../aggregator/cluster/api.js';
 import { Supervised } from '../../aggregator/cluster/informers.js';
 import { slimConfigMap } from '../../aggregator/cluster/view.js';
@@ -159,6 +161,37 @@ async function run(): Promise<void> {
     await server.create({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'seen-during-the-flood', namespace: 'watched' } });
     await eventually('the watch delivers a change while the reviews lane is full', 10, async () => informer.cache.list().some((c) => c.name === 'seen-during-the-flood'));
     t.equal(webhook.seen, seen + places, 'and the reviews were all still held');
+    webhook.release();
+    await Promise.all(flood);
+  });
+
+  await t.test('the line full: a reader and an agent get 503 with Retry-After at once', async (t) => {
+    // An aggregator of its own (its own lanes), reviewing through the same API server.
+    const appAccess = loadClusterAccess({ KUBECONFIG: server.adminKubeconfig, HOME: dir }, 'auto');
+    if (!('api' in appAccess)) throw new Error(appAccess.off);
+    const app = await buildApp({
+      config: { ttlSeconds: 60, dropAfterSeconds: 3600, logLevel: 'silent', illumioChainPatterns: 'illumio*', agentServiceAccount: 'nodeprep/nodeprep-agent' },
+      logger: createLogger('silent'),
+      sweep: false,
+      cluster: appAccess,
+    });
+    t.teardown(() => app.close());
+    await app.ready();
+    webhook.hold();
+    const seen = webhook.seen;
+    const flood = Array.from({ length: places + line }, () => outcome(review(appAccess.api, 60_000), performance.now()));
+    await eventually('every place taken at the API server', 10, async () => webhook.seen === seen + places);
+    const read = await within(app.inject({ method: 'GET', url: '/v1/findings', headers: { authorization: `Bearer opaque-reader-${process.pid}` } }), 8_000);
+    const report = await within(app.inject({ method: 'POST', url: '/v1/reports', headers: { authorization: `Bearer opaque-agent-${process.pid}`, 'content-type': 'application/json' }, payload: '{}' }), 8_000);
+    // Before any review's deadline (60 s) and before the 10 s of its own: refused in line, not timed out.
+    t.equal(webhook.seen, seen + places, 'answered while every review before them is still held');
+    for (const [what, res] of [['GET /v1/findings', read], ['POST /v1/reports', report]] as const) {
+      t.not(res, 'pending', `${what} answered`);
+      if (res === 'pending' || !res.value) continue;
+      t.equal(res.value.statusCode, 503, `${what}: 503`);
+      t.equal(res.value.headers['retry-after'], '5', `${what}: Retry-After`);
+      t.match(res.value.json(), { statusCode: 503, message: /Kubernetes API client busy: 256 requests already wait in the reviews lane/ }, `${what}: says the line is full`);
+    }
     webhook.release();
     await Promise.all(flood);
   });
