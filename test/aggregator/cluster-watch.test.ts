@@ -79,6 +79,9 @@ async function run(): Promise<void> {
     await sleep(65_000);
     const lists = viewRequests(audit, 'list', since);
     const watches = viewRequests(audit, 'watch', since);
+    // The figure of issue 20 (target: at most one watch per resource per 5 minutes when idle).
+    const minutes = (Date.now() - since) / 60_000;
+    t.comment(`idle view: ${watches.length} watch requests for ${resources} resources in ${(minutes * 60).toFixed(0)} s (${(watches.length / minutes).toFixed(1)} a minute, the first watch of each included), ${lists.length} lists`);
     t.equal(new Set(lists.map(informerOf)).size, resources, `${resources} resources listed`);
     t.equal(lists.length, resources, 'each once');
     t.equal(watches.length, resources, `one watch per resource in ${((Date.now() - since) / 1000).toFixed(0)} s`);
