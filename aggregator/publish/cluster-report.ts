@@ -128,7 +128,7 @@ export class ClusterReport implements Outlet {
 
   private async serves(api: ReportApi): Promise<boolean | 'unknown'> {
     try {
-      const res = await this.options.api.request<{ resources?: { name: string }[] }>('GET', `/apis/${api}`, undefined, { kind: 'discovery' });
+      const res = await this.options.api.request<{ resources?: { name: string }[] }>('GET', `/apis/${api}`, undefined, { kind: 'discovery', lane: 'writes' });
       if (res.status === 404) return false;
       if (res.status === 200) return (res.body.resources ?? []).some((r) => r.name === REPORT_KINDS[api].plural);
       this.say(`discovery ${res.status}`, () => this.options.log.warn({ api, status: res.status, err: messageOf(res.body) }, 'report: cannot ask which report API is served; asking again'));

@@ -172,7 +172,7 @@ export class KeptObject {
 
   private async read(path: string): Promise<{ metadata?: { resourceVersion?: string } } | 'gone' | 'failed'> {
     try {
-      const res = await this.options.api.request<{ metadata?: { resourceVersion?: string } }>('GET', path, undefined, { kind: `${this.options.kind}-get` });
+      const res = await this.options.api.request<{ metadata?: { resourceVersion?: string } }>('GET', path, undefined, { kind: `${this.options.kind}-get`, lane: 'writes' });
       if (res.status === 200) return res.body;
       if (res.status === 404) return 'gone';
       this.failed(`read: ${res.status} ${messageOf(res.body)}`);
@@ -188,6 +188,7 @@ export class KeptObject {
       const res = await this.options.api.request<{ metadata?: { resourceVersion?: string } }>('PATCH', `${path}?fieldManager=${FIELD_MANAGER}&force=true`, object, {
         contentType: 'application/apply-patch+yaml',
         kind: `${this.options.kind}-apply`,
+        lane: 'writes',
       });
       if (res.status >= 200 && res.status < 300) {
         const rv = res.body.metadata?.resourceVersion;

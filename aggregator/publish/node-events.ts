@@ -76,7 +76,7 @@ export class NodeEvents implements Outlet {
     if (!ref) return;
     this.deployment = { apiVersion: 'apps/v1', kind: 'Deployment', namespace: ref.namespace, name: ref.name };
     try {
-      const res = await this.options.api.request<{ metadata?: { uid?: string } }>('GET', `/apis/apps/v1/namespaces/${ref.namespace}/deployments/${ref.name}`, undefined, { kind: 'get' });
+      const res = await this.options.api.request<{ metadata?: { uid?: string } }>('GET', `/apis/apps/v1/namespaces/${ref.namespace}/deployments/${ref.name}`, undefined, { kind: 'get', lane: 'writes' });
       const uid = res.status === 200 ? res.body.metadata?.uid : undefined;
       if (uid) this.deployment = { ...this.deployment, uid };
     } catch {
@@ -158,7 +158,7 @@ export class NodeEvents implements Outlet {
         if (patched !== 404) return patched;
         this.correlator.forget(draft.name);
       }
-      const created = await this.options.api.request('POST', collection, newEvent(draft, stamp(at), this.options.instance ?? os.hostname()), { kind: 'event-create' });
+      const created = await this.options.api.request('POST', collection, newEvent(draft, stamp(at), this.options.instance ?? os.hostname()), { kind: 'event-create', lane: 'writes' });
       if (created.status === 201) {
         this.correlator.recorded(draft.name, { count: 1, firstTimestamp: stamp(at) });
         this.options.metrics.eventsWritten.inc({ action: 'create' });
@@ -166,7 +166,7 @@ export class NodeEvents implements Outlet {
       }
       if (created.status !== 409) return this.failed(created.status, created.body);
       // It exists: an earlier process (or an earlier raise this one forgot) wrote it. Continue its series.
-      const existing = await this.options.api.request<{ count?: number; firstTimestamp?: string }>('GET', `${collection}/${draft.name}`, undefined, { kind: 'event-get' });
+      const existing = await this.options.api.request<{ count?: number; firstTimestamp?: string }>('GET', `${collection}/${draft.name}`, undefined, { kind: 'event-get', lane: 'writes' });
       if (existing.status !== 200) return this.failed(existing.status, existing.body);
       const patched = await this.count(collection, draft, { count: existing.body.count ?? 1, firstTimestamp: existing.body.firstTimestamp ?? stamp(at) }, at);
       return patched === 404 ? 'retry' : patched;
@@ -182,6 +182,7 @@ export class NodeEvents implements Outlet {
     const patched = await this.options.api.request('PATCH', `${collection}/${draft.name}`, { count, lastTimestamp: stamp(at), message: draft.message }, {
       contentType: 'application/merge-patch+json',
       kind: 'event-patch',
+      lane: 'writes',
     });
     if (patched.status === 404) return 404;
     if (patched.status !== 200) return this.failed(patched.status, patched.body);

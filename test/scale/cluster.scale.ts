@@ -5,8 +5,11 @@
 // heartbeat, for ten minutes, through faults: the aggregator killed, the API server restarted,
 // 500 nodes deleted, a token used for another node. It checks that exactly the expected findings
 // are active, that nothing was raised or resolved spuriously, that no report was lost, and how
-// many TokenReviews it cost; and it prints the figures, the outlets' too (issue 21: report writes
-// at steady state, the report's size, Events written and dropped across the faults).
+// many TokenReviews it cost; and it prints the figures, each compared in the printout with its
+// target where there is one: the outlets' (issue 21: report writes at steady state, the report's
+// size, Events written and dropped across the faults) and what the cluster view's watches cost
+// the API server (issue 20, item 5: watch requests a minute of a steady view, lists after the API
+// server restart).
 //
 //   npm run test:scale                      (SCALE_NODES=1000 SCALE_SOAK_SECONDS=120 for a short run)
 import { createHash, randomUUID } from 'node:crypto';
@@ -122,6 +125,24 @@ async function run(): Promise<void> {
   const rssViewOnly = processUsage(aggregator.child.pid!).rssMiB;
   figures['memory the cluster view costs'] = `${(rssViewOnly - rssOff).toFixed(1)} MiB for ${N} nodes, ${(((rssViewOnly - rssOff) * 1024 * 1024) / N).toFixed(0)} bytes a node (RSS ${rssViewOnly.toFixed(1)} MiB with the view, ${rssOff.toFixed(1)} MiB without)`;
 
+  // What the aggregator asked of the API server (nodeprep_kube_api_requests_total), of one kind or all.
+  const kubeRequests = async (kind?: string) => {
+    const text = (await aggregator.get<string>('/metrics')).body;
+    let total = 0;
+    for (const m of text.matchAll(/^nodeprep_kube_api_requests_total\{kind="([^"]+)"\} (\d+)$/gm)) if (kind === undefined || m[1] === kind) total += Number(m[2]);
+    return total;
+  };
+  // The watch requests of a steady view (every informer listed and watching, no fault): counted in
+  // windows, the first aggregator's life after its view was whole and the restarted one's after
+  // the API server restart, so that neither the first watches nor the faults count.
+  const resources = Object.keys((await aggregator.get<{ clusterView: { resources: Record<string, string> } }>('/readyz')).body.clusterView.resources).length;
+  const steadyWatches = { minutes: 0, watches: 0 };
+  let steadyFrom = { at: Date.now(), watches: await kubeRequests('watch') };
+  const steadyUntil = async () => {
+    steadyWatches.minutes += (Date.now() - steadyFrom.at) / 60_000;
+    steadyWatches.watches += (await kubeRequests('watch')) - steadyFrom.watches;
+  };
+
   // ---- the agents: one token per agent pod, bound to it ----
   const pods = (await api.must<{ items: { metadata: { name: string; uid: string }; spec: { nodeName: string } }[] }>('GET', '/api/v1/namespaces/nodeprep/pods?fieldSelector=spec.serviceAccountName%3Dnodeprep-agent')).items;
   // (No assertion on the root test before the subtests: tap would end it there.)
@@ -162,14 +183,6 @@ async function run(): Promise<void> {
     for (const f of all.filter((f) => f.code === 'MACHINE_ID_DUPLICATE')) t.match(f.evidence, { nodeCount: 2, sources: { agent: 2, kubelet: 0 } });
   });
 
-  // A steady minute of the API's cost: requests the aggregator made per node per minute.
-  const kubeRequests = async () => {
-    const text = (await aggregator.get<string>('/metrics')).body;
-    let total = 0;
-    for (const m of text.matchAll(/^nodeprep_kube_api_requests_total\{kind="([^"]+)"\} (\d+)$/gm)) total += Number(m[2]);
-    return total;
-  };
-
   await t.test('facts change on two nodes: raised, then resolved, each once', async (t) => {
     await soakAt(Math.min(60, SOAK_S * 0.1));
     const before = await kubeRequests();
@@ -205,6 +218,7 @@ async function run(): Promise<void> {
     await soakAt(SOAK_S * 0.3);
     const steady = (await findings()).map(key).sort();
     publishBeforeKill = await publishCounts(aggregator);
+    await steadyUntil();
     await aggregator.stop('SIGKILL');
     figuresBeforeKill = load.resetFigures();
     const restarted = Date.now();
@@ -220,11 +234,21 @@ async function run(): Promise<void> {
   await t.test('the API server restarted: the informers recover, no alert', async (t) => {
     await soakAt(SOAK_S * 0.45);
     const before = aggregator.alerts('finding raised').length + aggregator.alerts('finding resolved').length;
+    // An informer lists again only when the server has forgotten its version (410), and says so.
+    const relists = () => aggregator.logged().filter((l) => l.msg === 'cluster view: the watch\'s version expired; listing again').map((l) => String(l.resource));
+    const relistsBefore = relists().length;
+    const listsBefore = await kubeRequests('list');
     await api.stopApiServer();
     await new Promise((r) => setTimeout(r, 5000));
     await api.startApiServer();
     await eventually('the view synced again', 300, async () => (await aggregator.get<{ clusterView: { state: string } }>('/readyz')).body.clusterView.state === 'synced');
     await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_S * 1000));
+    const relisted = relists().slice(relistsBefore);
+    figures['relists after the API server restart'] =
+      `${relisted.length} of ${resources} informers listed again (${relisted.join(', ') || 'none'}), ${(await kubeRequests('list')) - listsBefore} list requests ` +
+      `(pages of 500, the Illumio checks' pod counts included); target: no list while the version is valid (the only API server, restarted, ` +
+      `has forgotten versions older than its start: at most one list per informer, ${resources})${relisted.length > resources ? ' MISSED' : ''}`;
+    steadyFrom = { at: Date.now(), watches: await kubeRequests('watch') };
     t.equal(aggregator.alerts('finding raised').length + aggregator.alerts('finding resolved').length, before, 'nothing raised or resolved');
     t.same((await findings()).map(key).sort(), expectedSteady(alive));
   });
@@ -265,6 +289,11 @@ async function run(): Promise<void> {
 
   await t.test('nothing lost, TokenReviews cached, every alert once', async (t) => {
     await soakAt(SOAK_S);
+    await steadyUntil();
+    const perResourcePer5 = steadyWatches.watches / resources / (steadyWatches.minutes / 5);
+    figures['watch requests, steady view'] =
+      `${steadyWatches.watches} in ${steadyWatches.minutes.toFixed(1)} min for ${resources} resources: ${(steadyWatches.watches / steadyWatches.minutes).toFixed(2)} a minute, ` +
+      `${perResourcePer5.toFixed(2)} per resource per 5 min (target: at most 1, ${perResourcePer5 <= 1 ? 'met' : 'MISSED'}; each watch asks for 5 to 10 min)`;
     await load.stop();
     const metrics = (await aggregator.get<string>('/metrics')).body;
     const received = Number(/^nodeprep_reports_received_total (\d+)$/m.exec(metrics)?.[1]);
