@@ -124,14 +124,13 @@ export class Reviews {
 
   private askTokenReview(key: string, token: string, audiences: string[]): Promise<TokenIdentity> {
     return this.once(`tokenreview\0${key}`, async () => {
-      this.counters.asked('tokenreview');
       // The answer holds from when it was asked.
       const now = this.now();
       const review = await this.api.call<{ status?: TokenReviewStatus }>(
         'POST',
         '/apis/authentication.k8s.io/v1/tokenreviews',
         { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, ...(audiences.length > 0 ? { audiences } : {}) } },
-        { timeoutMs: 10_000 },
+        { timeoutMs: 10_000, onSent: () => this.counters.asked('tokenreview') },
       );
       const identity = identityOf(review.status ?? {}, audiences);
       if (identity.authenticated) {
@@ -155,7 +154,6 @@ export class Reviews {
       return cached.value;
     }
     return this.once(`subjectaccessreview\0${key}`, async () => {
-      this.counters.asked('subjectaccessreview');
       const review = await this.api.call<{ status?: { allowed?: boolean } }>(
         'POST',
         '/apis/authorization.k8s.io/v1/subjectaccessreviews',
@@ -164,7 +162,7 @@ export class Reviews {
           kind: 'SubjectAccessReview',
           spec: { user: identity.username, ...(identity.uid ? { uid: identity.uid } : {}), groups: identity.groups, extra: identity.extra, nonResourceAttributes: { path, verb: 'get' } },
         },
-        { timeoutMs: 10_000 },
+        { timeoutMs: 10_000, onSent: () => this.counters.asked('subjectaccessreview') },
       );
       const allowed = review.status?.allowed === true;
       if (allowed) this.access.set(key, 'accepted', true, this.now() + this.cacheMs);
@@ -184,8 +182,7 @@ export class Reviews {
       return cached.value;
     }
     return this.once(`pod\0${key}`, async () => {
-      this.counters.asked('pod');
-      const res = await this.api.request<{ metadata?: { uid?: string }; spec?: { nodeName?: string } }>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`, undefined, { timeoutMs: 10_000 });
+      const res = await this.api.request<{ metadata?: { uid?: string }; spec?: { nodeName?: string } }>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`, undefined, { timeoutMs: 10_000, onSent: () => this.counters.asked('pod') });
       if (res.status !== 200 && res.status !== 404) throw new Error(`GET pod ${namespace}/${pod}: ${res.status}`);
       // A pod of that name but another uid is another pod: the token's pod is gone.
       const node = res.status === 200 && (podUid === undefined || res.body.metadata?.uid === podUid) ? res.body.spec?.nodeName : undefined;

@@ -127,6 +127,9 @@ export interface RequestOptions {
   kind?: string;
   // Where it waits for a place: by default 'view' for a list (kind 'list'), else 'reviews'.
   lane?: LaneName;
+  // Called when the request leaves for the API server: not when its lane refused it or its
+  // deadline passed while it waited (then the API server was never asked).
+  onSent?: () => void;
 }
 
 export class KubeApi {
@@ -167,6 +170,7 @@ export class KubeApi {
     const waitedMs = performance.now() - called;
     try {
       this.counted(kind);
+      options.onSent?.();
       const res = await this.send(method, apiPath, {
         accept: options.accept ?? 'application/json',
         ...(body === undefined ? {} : { 'content-type': options.contentType ?? 'application/json', body: JSON.stringify(body) }),

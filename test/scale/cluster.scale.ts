@@ -115,15 +115,46 @@ async function run(): Promise<void> {
   const rssOff = processUsage(off.child.pid!).rssMiB;
   await off.stop();
 
+  // ---- the agents: one token per agent pod, bound to it ----
+  const pods = (await api.must<{ items: { metadata: { name: string; uid: string }; spec: { nodeName: string } }[] }>('GET', '/api/v1/namespaces/nodeprep/pods?fieldSelector=spec.serviceAccountName%3Dnodeprep-agent')).items;
+  // (No assertion on the root test before the subtests: tap would end it there.)
+  if (pods.length !== N - TAINTED) throw new Error(`${pods.length} agent pods, expected one per tolerated node (${N - TAINTED})`);
+  const index = new Map(Array.from({ length: N }, (_, i) => [name(i), i]));
+  const agents: Agent[] = [];
+  let next = 0;
+  await Promise.all(Array.from({ length: 16 }, async () => {
+    while (next < pods.length) {
+      const pod = pods[next++]!;
+      const token = await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'], expirationSeconds: 3600, boundPod: { name: pod.metadata.name, uid: pod.metadata.uid } });
+      const i = index.get(pod.spec.nodeName)!;
+      agents.push({ node: pod.spec.nodeName, token, body: reportOf(i, 'append') });
+    }
+  }));
+  const agentOf = new Map(agents.map((a) => [a.node, a]));
+
+  // What the cluster view alone costs, and how long it takes to be whole: an aggregator with the
+  // view, no reports and nothing published, stopped before the one the agents report to.
+  const counts = async (of: AggregatorProcess) => (await of.get<FindingList>('/v1/findings?limit=1')).body.nodes;
+  const viewWhole = async (of: AggregatorProcess) => (await counts(of)).inApi === N && (await of.get<{ clusterView: { state: string } }>('/readyz')).body.clusterView.state === 'synced';
   at = Date.now();
-  let aggregator = await AggregatorProcess.start(env, { readToken, startSeconds: 60 });
-  t.teardown(() => aggregator.stop('SIGKILL'));
-  const counts = async () => (await aggregator.get<FindingList>('/v1/findings?limit=1')).body.nodes;
-  await eventually('the cluster view whole', 300, async () => (await counts()).inApi === N && (await aggregator.get<{ clusterView: { state: string } }>('/readyz')).body.clusterView.state === 'synced');
+  const viewOnly = await AggregatorProcess.start({ ...env, VALUES_CONFIGMAP: '', PUBLISH_REPORT: 'off', PUBLISH_EVENTS: 'off' }, { readToken, startSeconds: 60 });
+  t.teardown(() => viewOnly.stop('SIGKILL'));
+  await eventually('the cluster view whole', 300, async () => viewWhole(viewOnly));
   figures['aggregator start to a complete view'] = `${((Date.now() - at) / 1000).toFixed(1)} s (${N} Nodes listed and watched)`;
   await new Promise((r) => setTimeout(r, 2000));
-  const rssViewOnly = processUsage(aggregator.child.pid!).rssMiB;
+  const rssViewOnly = processUsage(viewOnly.child.pid!).rssMiB;
   figures['memory the cluster view costs'] = `${(rssViewOnly - rssOff).toFixed(1)} MiB for ${N} nodes, ${(((rssViewOnly - rssOff) * 1024 * 1024) / N).toFixed(0)} bytes a node (RSS ${rssViewOnly.toFixed(1)} MiB with the view, ${rssOff.toFixed(1)} MiB without)`;
+  await viewOnly.stop();
+
+  // The aggregator the agents report to. In a cluster the agents are running when it starts, and
+  // NODE_NO_AGENT's grace counts from its start: so the agents here send from its first moment.
+  let aggregator = await AggregatorProcess.start(env, { readToken, startSeconds: 60 });
+  t.teardown(() => aggregator.stop('SIGKILL'));
+  const load = new LoadGenerator(aggregator.base, HEARTBEAT_S * 1000);
+  t.teardown(() => load.close());
+  load.add(agents);
+  load.start();
+  await eventually('the cluster view whole', 300, async () => viewWhole(aggregator));
 
   // What the aggregator asked of the API server (nodeprep_kube_api_requests_total), of one kind or all.
   const kubeRequests = async (kind?: string) => {
@@ -143,27 +174,7 @@ async function run(): Promise<void> {
     steadyWatches.watches += (await kubeRequests('watch')) - steadyFrom.watches;
   };
 
-  // ---- the agents: one token per agent pod, bound to it ----
-  const pods = (await api.must<{ items: { metadata: { name: string; uid: string }; spec: { nodeName: string } }[] }>('GET', '/api/v1/namespaces/nodeprep/pods?fieldSelector=spec.serviceAccountName%3Dnodeprep-agent')).items;
-  // (No assertion on the root test before the subtests: tap would end it there.)
-  if (pods.length !== N - TAINTED) throw new Error(`${pods.length} agent pods, expected one per tolerated node (${N - TAINTED})`);
-  const index = new Map(Array.from({ length: N }, (_, i) => [name(i), i]));
-  const agents: Agent[] = [];
-  let next = 0;
-  await Promise.all(Array.from({ length: 16 }, async () => {
-    while (next < pods.length) {
-      const pod = pods[next++]!;
-      const token = await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'], expirationSeconds: 3600, boundPod: { name: pod.metadata.name, uid: pod.metadata.uid } });
-      const i = index.get(pod.spec.nodeName)!;
-      agents.push({ node: pod.spec.nodeName, token, body: reportOf(i, 'append') });
-    }
-  }));
-  const agentOf = new Map(agents.map((a) => [a.node, a]));
 
-  const load = new LoadGenerator(aggregator.base, HEARTBEAT_S * 1000);
-  t.teardown(() => load.close());
-  load.add(agents);
-  load.start();
   const findings = async () => (await aggregator.get<FindingList>('/v1/findings?limit=5000')).body.findings;
   const settle = async (what: string, want: string[], seconds: number) =>
     eventually(what, seconds, async () => {
@@ -262,7 +273,7 @@ async function run(): Promise<void> {
       while (nextDelete < doomed.length) await api.must('DELETE', `/api/v1/nodes/${name(doomed[nextDelete++]!)}`);
     }));
     alive = (i: number) => !deleted(i);
-    await eventually('forgotten', 60, async () => (await counts()).known === N - DELETED);
+    await eventually('forgotten', 60, async () => (await counts(aggregator)).known === N - DELETED);
     const nodes = (await aggregator.get<NodeList>(`/v1/nodes?limit=5000`)).body;
     t.notOk(nodes.nodes.some((n) => deleted(index.get(n.name)!)), 'no deleted node is listed');
     await new Promise((r) => setTimeout(r, (TTL_S + 2 * HEARTBEAT_S) * 1000));
