@@ -24,5 +24,6 @@ export const LIMITS = {
   message: 256,
   linkTarget: 1024, // the D-Bus copy's link is "/etc/machine-id"; a longer one is cut
   headChanges: 32,
+  processName: 16, // the kernel's comm: TASK_COMM_LEN is 16 with the NUL
   timestamp: 32, // 2026-01-01T00:00:00.000Z is 24
 } as const;
