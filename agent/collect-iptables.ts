@@ -4,8 +4,10 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { Backend, Family, IptablesRuleset } from '../protocol/report.js';
+import { listNftBaseChains } from './collect-nft.js';
 import { streamCommand } from './exec.js';
 import { IptablesSaveParser } from './iptables-save.js';
+import { withNftBaseChains } from './nft-base-chains.js';
 
 const SAVE_COMMANDS: Record<Family, Record<'nft' | 'legacy', string>> = {
   ipv4: { nft: 'iptables-nft-save', legacy: 'iptables-legacy-save' },
@@ -53,7 +55,14 @@ async function saveAndParse(family: Family, backend: 'nft' | 'legacy'): Promise<
   const parser = new IptablesSaveParser();
   const result = await streamCommand(command, [], (chunk) => parser.push(chunk));
   if (!result.ok) return { source: command, error: result.message };
-  return { source: command, ruleset: { family, backend, source: 'host', ...parser.end() } };
+  const parsed = parser.end();
+  // What iptables-nft-save could not list, nft can: the base chains it left out, with their hooks
+  // and priorities. Asked only then, so a node without such a table runs no more commands.
+  for (const [name, how] of parser.unlisted) {
+    const i = parsed.tables.findIndex((t) => t.name === name);
+    if (i >= 0) parsed.tables[i] = withNftBaseChains(parsed.tables[i]!, how, await listNftBaseChains(family, name));
+  }
+  return { source: command, ruleset: { family, backend, source: 'host', ...parsed } };
 }
 
 // Below V8's large-object threshold (128 KiB), so that chunks die young instead of piling up in

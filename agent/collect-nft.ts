@@ -7,8 +7,9 @@
 // the agent does (npm run bench). `nft list table ip calico` for a table that does not exist costs
 // 20 ms and 8 MiB. Felix's nftables dataplane and kube-proxy's nftables mode each keep one table of
 // that name per IP family (projectcalico/calico felix/nftables; kubernetes pkg/proxy/nftables).
-import type { CollectionError, NftTable } from '../protocol/report.js';
+import type { CollectionError, Family, NftTable } from '../protocol/report.js';
 import { streamCommand } from './exec.js';
+import { NftTableListingParser, type NftListing } from './nft-base-chains.js';
 
 export const WATCHED_NFT_TABLES: readonly NftTable[] = [
   { family: 'ip', name: 'calico' },
@@ -47,4 +48,15 @@ export function nftTablesEvery(ttlMs: number, collect = collectNftTables, now = 
     last = { at: now(), value: await collect() };
     return last.value;
   };
+}
+
+/**
+ * The base chains of one of iptables' tables as nft shows them (nft-base-chains.ts), for a table
+ * iptables-nft-save could not list whole. Read-only, like every nft command the agent runs; the
+ * listing streams through the parser and is never held whole.
+ */
+export async function listNftBaseChains(family: Family, table: string): Promise<NftListing | { error: string }> {
+  const parser = new NftTableListingParser();
+  const result = await streamCommand('nft', ['-y', 'list', 'table', family === 'ipv6' ? 'ip6' : 'ip', table], (chunk) => parser.push(chunk));
+  return result.ok ? parser.end() : { error: result.message };
 }

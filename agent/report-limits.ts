@@ -35,9 +35,18 @@ export function fitRulesets(rulesets: IptablesRuleset[]): IptablesRuleset[] {
     }));
   }
   let namesLeft: number = LIMITS.userChainNamesPerReport;
+  let baseChainsLeft: number = LIMITS.nftBaseChainsPerReport;
   return out.map((set) => ({
     ...set,
-    tables: set.tables.map((table) => {
+    tables: set.tables.map((fitted) => {
+      // nft base chains come only with a table iptables-nft-save could not list, which is rare;
+      // past the total, the table's problem still names them.
+      let table = fitted;
+      if (table.nftBaseChains) {
+        const kept = table.nftBaseChains.slice(0, baseChainsLeft);
+        baseChainsLeft -= kept.length;
+        table = { ...table, nftBaseChains: kept };
+      }
       const { names, namesOmitted = 0 } = table.userChains;
       if (names.length <= namesLeft) {
         namesLeft -= names.length;

@@ -7,10 +7,11 @@ import { ZodType } from 'zod';
 import { pino, type Logger } from 'pino';
 import { MAX_NODE_KEY } from '../protocol/names.js';
 import { MAX_REPORT_BYTES } from '../protocol/report.js';
-import { logTransition } from './alerts.js';
-import { OncePerCause, readerHook, senderHooks } from './access/hooks.js';
+import { accessHooks } from './access/hooks.js';
 import { ReaderPolicy, SenderPolicy } from './access/policy.js';
+import { RefusalLog } from './access/refusal-log.js';
 import { Reviews } from './access/reviews.js';
+import { declareRouteAccess, type Access } from './access/routes.js';
 import type { SharedTokens } from './access/shared-tokens.js';
 import { loadConfig, sweepIntervalMs, type Config } from './config.js';
 import { compileChainPatterns } from './detect/illumio.js';
@@ -26,6 +27,8 @@ import { ClusterView } from './cluster/view.js';
 import { Engine } from './engine.js';
 import { IllumioChecks } from './illumio/checks.js';
 import { illumioRoutes } from './routes/illumio.js';
+import { Outlets } from './publish/outlet.js';
+import { outletsFor, type PublishTuning } from './publish/outlets.js';
 
 // Room for HTTP framing slack over the largest report the schema admits (MAX_REPORT_BYTES).
 export const BODY_LIMIT = MAX_REPORT_BYTES + 16 * 1024;
@@ -34,14 +37,17 @@ declare module 'fastify' {
   interface FastifyInstance {
     engine: Engine;
     clusterView: { status: () => ClusterViewStatus };
-    // Whether reports and reads are checked at all (for the start log).
-    access: { senders: boolean; readers: boolean };
+    // Whether reports and reads are checked at all (for the start log), and who may call each
+    // route ("GET /v1/nodes/:name" to reader), as the routes declared it.
+    access: { senders: boolean; readers: boolean; routes: ReadonlyMap<string, Access> };
+    // Where findings go (publish/), for the start log.
+    outlets: string[];
   }
 }
 
 export type AppConfig = Pick<Config, 'ttlSeconds' | 'dropAfterSeconds' | 'logLevel' | 'illumioChainPatterns'> &
   Partial<
-    Pick<Config, 'homeCluster' | 'noAgentGraceSeconds' | 'driftGraceSeconds' | 'agentServiceAccount' | 'agentTokenAudience' | 'reviewCacheSeconds' | 'illumio' | 'calicoConfigMaps'>
+    Pick<Config, 'homeCluster' | 'noAgentGraceSeconds' | 'driftGraceSeconds' | 'agentServiceAccount' | 'agentTokenAudience' | 'reviewCacheSeconds' | 'illumio' | 'calicoConfigMaps' | 'publish'>
   >;
 
 export interface AppOptions {
@@ -58,6 +64,8 @@ export interface AppOptions {
   sweep?: boolean;
   // The Kubernetes API of the aggregator's own cluster, or why there is none (cluster view off).
   cluster?: ClusterAccess;
+  // The outlets' intervals and bounds (publish/); production defaults without.
+  publish?: PublishTuning;
 }
 
 export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
@@ -88,10 +96,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   }) as unknown as FastifyInstance;
   // Zod validates in each route plugin (see routes/); zod serialises every response.
   app.setSerializerCompiler(serializerCompiler);
+  // Before any route or plugin: each route says who may call it, or the app does not start.
+  const routeAccess = declareRouteAccess(app);
 
   // JSON only, and only where a route takes a body (routes/reports.ts): anything else is a 415.
   app.removeAllContentTypeParsers();
 
+  const outlets = new Outlets(logger);
   const engine = new Engine({
     ttlSeconds: config.ttlSeconds,
     dropAfterSeconds: config.dropAfterSeconds,
@@ -100,7 +111,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     ...(config.noAgentGraceSeconds === undefined ? {} : { noAgentGraceSeconds: config.noAgentGraceSeconds }),
     ...(config.driftGraceSeconds === undefined ? {} : { driftGraceSeconds: config.driftGraceSeconds }),
     ...(options.now ? { now: options.now } : {}),
-    onTransition: (transition) => logTransition(app.log as Logger, transition),
+    // Findings change here and fan out to the outlets (publish/): the alert log, the metrics,
+    // the report object, the Events, the values ConfigMap.
+    onTransition: (transition) => outlets.transition(transition),
   });
   app.decorate('engine', engine);
   // Gauges read the engine and the view at scrape time.
@@ -130,6 +143,29 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   if (options.sweep !== false) {
     app.addHook('onReady', async () => checks.start());
     app.addHook('onClose', async () => checks.stop());
+  }
+  // Objects that replace what an earlier aggregator wrote wait until this one knows as much: the
+  // view listed and the agents' first reports in (NODE_NO_AGENT's grace, one report interval).
+  const clock = options.now ?? Date.now;
+  const startedAt = clock();
+  const warmupMs = (config.noAgentGraceSeconds ?? config.ttlSeconds) * 1000;
+  outlets.add(
+    ...outletsFor({
+      log: logger,
+      metrics: metrics.publish,
+      engine,
+      checks,
+      api: 'api' in access ? access.api : undefined,
+      config: config.publish ?? loadConfig({}).publish,
+      tuning: options.publish ?? {},
+      ready: () => clusterViewStatus().state !== 'syncing' && clock() - startedAt >= warmupMs,
+      ...(options.now ? { now: options.now } : {}),
+    }),
+  );
+  app.decorate('outlets', outlets.names);
+  if (options.sweep !== false) {
+    app.addHook('onReady', async () => outlets.start());
+    app.addHook('onClose', async () => outlets.stop());
   }
   let view: ClusterView | undefined;
   if ('api' in access) {
@@ -205,7 +241,9 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
           cached: (kind) => metrics.reviews.inc({ kind, answer: 'cached' }),
         })
       : undefined;
-  const once = new OncePerCause(logger);
+  const refusals = new RefusalLog(logger);
+  refusals.start();
+  app.addHook('onClose', async () => refusals.stop());
   const senders = new SenderPolicy({
     ...(options.shared ? { shared: options.shared } : {}),
     ...(reviews ? { reviews } : {}),
@@ -214,10 +252,13 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     homeCluster: config.homeCluster ?? '',
   });
   const readers = new ReaderPolicy(reviews);
-  app.decorate('access', { senders: senders.enabled, readers: readers.enabled });
+  app.decorate('access', { senders: senders.enabled, readers: readers.enabled, routes: routeAccess });
   app.decorateRequest('sender', undefined);
-  app.addHook('onRequest', readerHook(readers, once, (reason) => metrics.readsRejected.inc({ reason })));
-  await app.register(reportRoutes, { engine, metrics, access: senderHooks(senders, once), bodyLimit: BODY_LIMIT });
+  // On every route, deciding from the route the router matched (access/routes.ts).
+  const hooks = accessHooks({ senders, readers, log: refusals, readRefused: (reason) => metrics.readsRejected.inc({ reason }) });
+  app.addHook('onRequest', hooks.onRequest);
+  app.addHook('preHandler', hooks.preHandler);
+  await app.register(reportRoutes, { engine, metrics, bodyLimit: BODY_LIMIT });
   await app.register(nodeRoutes, { engine });
   await app.register(findingRoutes, { engine });
   await app.register(illumioRoutes, { checks });

@@ -60,6 +60,13 @@ const EnvSchema = z
     ILLUMIO_CHECK_INTERVAL_SECONDS: seconds('ILLUMIO_CHECK_INTERVAL_SECONDS').default(600),
     WORKLOADS: z.coerce.number({ error: 'WORKLOADS must be a whole number' }).int({ error: 'WORKLOADS must be a whole number' }).min(0).optional(),
     CALICO_CONFIGMAPS: z.string().default('calico-config'),
+    // Where the findings go besides the HTTP API (design.md section 10), with the cluster view on:
+    // the report object (when its CRD is served), Events on the Nodes, the values ConfigMap (the
+    // chart creates it) and the Deployment that Events about no node regard.
+    PUBLISH_REPORT: z.enum(['auto', 'off'], { error: 'PUBLISH_REPORT must be auto or off' }).default('auto'),
+    PUBLISH_EVENTS: z.enum(['auto', 'off'], { error: 'PUBLISH_EVENTS must be auto or off' }).default('auto'),
+    VALUES_CONFIGMAP: objectRef('VALUES_CONFIGMAP').optional(),
+    AGGREGATOR_DEPLOYMENT: objectRef('AGGREGATOR_DEPLOYMENT').optional(),
   })
   .transform((env, ctx) => {
     if ((env.TLS_CERT_FILE === undefined) !== (env.TLS_KEY_FILE === undefined)) {
@@ -110,10 +117,22 @@ const EnvSchema = z
         checkIntervalSeconds: env.ILLUMIO_CHECK_INTERVAL_SECONDS,
       },
       calicoConfigMaps: env.CALICO_CONFIGMAPS.split(',').map((n) => n.trim()).filter((n) => n !== ''),
+      publish: {
+        report: env.PUBLISH_REPORT === 'auto',
+        events: env.PUBLISH_EVENTS === 'auto',
+        ...(env.VALUES_CONFIGMAP ? { valuesConfigMap: splitRef(env.VALUES_CONFIGMAP) } : {}),
+        ...(env.AGGREGATOR_DEPLOYMENT ? { deployment: splitRef(env.AGGREGATOR_DEPLOYMENT) } : {}),
+      },
     };
   });
 
 export type Config = z.output<typeof EnvSchema>;
+export type PublishConfig = Config['publish'];
+
+function splitRef(ref: string): { namespace: string; name: string } {
+  const [namespace, name] = ref.split('/') as [string, string];
+  return { namespace, name };
+}
 
 export class ConfigError extends Error {
   override name = 'ConfigError';

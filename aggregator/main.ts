@@ -75,6 +75,7 @@ async function main(): Promise<void> {
       readers: app.access.readers ? 'TokenReview + SubjectAccessReview' : 'open',
       illumioChainPatterns: config.illumioChainPatterns,
       clusterView: 'api' in cluster ? `on (${cluster.source}: ${cluster.api.server})` : `off (${cluster.off})`,
+      outlets: app.outlets,
     },
     'aggregator ready',
   );

@@ -19,6 +19,9 @@ export type RejectReason =
   | 'unsupported_media_type'
   | 'other';
 
+const DEFAULT_METRICS_PREFIX = 'nodeprep_aggregator_';
+const GAUGES_NAMED_LIKE_COUNTERS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
 export interface MetricSources {
   nodes: () => NodeCounts;
   // Active findings by "<code>\0<severity>".
@@ -37,10 +40,15 @@ export class Metrics {
   readonly readsRejected: Counter<'reason'>;
   readonly reviews: Counter<'kind' | 'answer'>;
   private readonly viewErrors: Counter<'resource' | 'state'>;
+  readonly publish: PublishMetrics;
 
   constructor(sources: MetricSources) {
     const registers = [this.registry];
-    collectDefaultMetrics({ register: this.registry, prefix: 'nodeprep_aggregator_' });
+    collectDefaultMetrics({ register: this.registry, prefix: DEFAULT_METRICS_PREFIX });
+    // prom-client names three gauges like counters (nodejs_active_{handles,requests,resources}_total),
+    // which `promtool check metrics` rejects: "non-counter metrics should not have _total suffix".
+    // Each is the sum of the same gauge without _total, by type, so nothing is lost.
+    for (const name of GAUGES_NAMED_LIKE_COUNTERS) this.registry.removeSingleMetric(`${DEFAULT_METRICS_PREFIX}${name}`);
     this.reportsReceived = new Counter({ name: 'nodeprep_reports_received_total', help: 'Reports accepted (202).', registers });
     this.reportsRejected = new Counter({
       name: 'nodeprep_reports_rejected_total',
@@ -150,10 +158,75 @@ export class Metrics {
     for (const reason of ['unauthorized', 'forbidden_audience', 'forbidden_service_account', 'forbidden_node', 'forbidden_cluster', 'invalid_json', 'invalid_report', 'schema_version', 'too_large', 'unsupported_media_type']) {
       this.reportsRejected.inc({ reason }, 0);
     }
+    this.publish = publishMetrics(registers);
   }
 
   /** A watched resource changed state (cluster/informers.ts). */
   viewResource(resource: string, state: string): void {
     if (state === 'forbidden' || state === 'unreachable') this.viewErrors.inc({ resource, state });
   }
+}
+
+// ---- publish/: the outlets (issue 21), in one block ----
+
+export const REPORT_APIS = ['openreports.io/v1alpha1', 'wgpolicyk8s.io/v1alpha2', 'none'] as const;
+export const EVENT_DROP_REASONS = ['rate_limited', 'burst', 'queue_full', 'rejected', 'failed'] as const;
+
+export interface PublishMetrics {
+  transitions: Counter<'transition' | 'code' | 'severity'>;
+  reportWrites: Counter<'result'>;
+  reportBytes: Gauge;
+  reportApi: Gauge<'api'>;
+  eventsWritten: Counter<'action'>;
+  eventsDropped: Counter<'reason'>;
+  valuesWrites: Counter<'result'>;
+}
+
+function publishMetrics(registers: Registry[]): PublishMetrics {
+  const m: PublishMetrics = {
+    transitions: new Counter({
+      name: 'nodeprep_finding_transitions_total',
+      help: 'Findings raised and resolved (one alert log line each), by transition, code and severity.',
+      labelNames: ['transition', 'code', 'severity'],
+      registers,
+    }),
+    reportWrites: new Counter({
+      name: 'nodeprep_report_writes_total',
+      help: 'Server-side applies of the report object (ClusterReport or ClusterPolicyReport "nodeprep"), by result (applied, failed).',
+      labelNames: ['result'],
+      registers,
+    }),
+    reportBytes: new Gauge({ name: 'nodeprep_report_bytes', help: 'Size of the report object last applied, in bytes of JSON.', registers }),
+    reportApi: new Gauge({
+      name: 'nodeprep_report_api_info',
+      help: 'The API the report is written to: 1 for the current one of openreports.io/v1alpha1, wgpolicyk8s.io/v1alpha2 and none (neither is served).',
+      labelNames: ['api'],
+      registers,
+    }),
+    eventsWritten: new Counter({
+      name: 'nodeprep_events_written_total',
+      help: 'Kubernetes Events written: created (action="create") or counted again in their series (action="patch").',
+      labelNames: ['action'],
+      registers,
+    }),
+    eventsDropped: new Counter({
+      name: 'nodeprep_events_dropped_total',
+      help: 'Events not written, by reason: rate_limited (per object, as client-go\'s recorder), burst (the aggregator\'s own limit over all objects), queue_full, rejected (by the API server), failed (retries exhausted).',
+      labelNames: ['reason'],
+      registers,
+    }),
+    valuesWrites: new Counter({
+      name: 'nodeprep_values_configmap_writes_total',
+      help: 'Server-side applies of the Illumio values ConfigMap, by result (applied, failed).',
+      labelNames: ['result'],
+      registers,
+    }),
+  };
+  for (const result of ['applied', 'failed']) {
+    m.reportWrites.inc({ result }, 0);
+    m.valuesWrites.inc({ result }, 0);
+  }
+  for (const action of ['create', 'patch']) m.eventsWritten.inc({ action }, 0);
+  for (const reason of EVENT_DROP_REASONS) m.eventsDropped.inc({ reason }, 0);
+  return m;
 }

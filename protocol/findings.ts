@@ -31,6 +31,9 @@ export const FINDING_SEVERITY = {
   // The guide's other steps (design.md section 9).
   ILLUMIO_ROOT_CA_MISSING: 'warning', // info when the PCE's certificate is publicly trusted
   ILLUMIO_ROOT_CA_INVALID: 'critical',
+  // Not in design.md's table: an intermediate CA without its root (issue 20). A warning, not
+  // INVALID's critical: the certificate is a valid CA, and Go clients may take it as an anchor.
+  ILLUMIO_ROOT_CA_INTERMEDIATE: 'warning',
   ILLUMIO_ROOT_CA_EXPIRING: 'warning',
   ILLUMIO_PCE_TLS_UNTRUSTED: 'critical',
   ILLUMIO_PCE_UNREACHABLE: 'warning',

@@ -25,5 +25,9 @@ export const LIMITS = {
   linkTarget: 1024, // the D-Bus copy's link is "/etc/machine-id"; a longer one is cut
   headChanges: 32,
   processName: 16, // the kernel's comm: TASK_COMM_LEN is 16 with the NUL
+  // nft base chains of tables iptables-nft-save could not list (report.ts NftBaseChain): a table
+  // has one per hook at most in practice; the total keeps the worst case within the 256 KiB.
+  nftBaseChainsPerTable: 8,
+  nftBaseChainsPerReport: 16,
   timestamp: 32, // 2026-01-01T00:00:00.000Z is 24
 } as const;

@@ -81,6 +81,21 @@ export const UserChains = z.strictObject({
 });
 export type UserChains = z.infer<typeof UserChains>;
 
+// A base chain as nft shows it (`nft list table`), for a table iptables-nft-save could not list
+// whole: a chain hooked with a name, type or priority iptables does not know is left out of its
+// listing (iptables nft-cache.c, nft_cache_add_base_chain), yet the kernel runs it. The values
+// are what the kernel allows for the ip and ip6 families (nft(8), CHAINS).
+export const NftBaseChain = z.strictObject({
+  name: text(LIMITS.chainName),
+  type: z.enum(['filter', 'nat', 'route']),
+  hook: z.enum(['prerouting', 'input', 'forward', 'output', 'postrouting']),
+  // Lower runs first; iptables' own filter chains are at 0, nat's DNAT at -100 and SNAT at 100.
+  priority: z.number().int().min(-2147483648).max(2147483647),
+  policy: z.enum(['accept', 'drop']),
+  ruleCount: z.number().int().nonnegative(),
+});
+export type NftBaseChain = z.infer<typeof NftBaseChain>;
+
 export const IptablesTable = z.strictObject({
   name: text(32),
   complete: z.boolean(),
@@ -88,6 +103,10 @@ export const IptablesTable = z.strictObject({
   problem: text(LIMITS.message).optional(),
   builtinChains: z.array(BuiltinChain).max(5),
   userChains: UserChains,
+  // Only for a table iptables-nft-save could not list whole, as nft showed it on the node. Optional
+  // so that reports of agents without it stay valid; an aggregator without it refuses a report
+  // that carries it, so aggregators are upgraded first (as for every schema change).
+  nftBaseChains: z.array(NftBaseChain).max(LIMITS.nftBaseChainsPerTable).optional(),
 });
 export type IptablesTable = z.infer<typeof IptablesTable>;
 
@@ -179,9 +198,11 @@ export function reportTotalsIssues(report: Pick<NodeReportShape, 'iptables'>): R
   const issues: ReportTotalsIssue[] = [];
   let rules = 0;
   let names = 0;
+  let baseChains = 0;
   for (const [i, set] of report.iptables.entries()) {
     for (const [j, table] of set.tables.entries()) {
       names += table.userChains.names.length;
+      baseChains += table.nftBaseChains?.length ?? 0;
       if (Object.keys(table.userChains.families).length > LIMITS.userChainFamilies) {
         issues.push({ path: ['iptables', i, 'tables', j, 'userChains', 'families'], message: `at most ${LIMITS.userChainFamilies} chain families per table` });
       }
@@ -190,6 +211,7 @@ export function reportTotalsIssues(report: Pick<NodeReportShape, 'iptables'>): R
   }
   if (rules > LIMITS.rulesPerReport) issues.push({ path: ['iptables'], message: `at most ${LIMITS.rulesPerReport} built-in chain rules per report, got ${rules}` });
   if (names > LIMITS.userChainNamesPerReport) issues.push({ path: ['iptables'], message: `at most ${LIMITS.userChainNamesPerReport} user chain names per report, got ${names}` });
+  if (baseChains > LIMITS.nftBaseChainsPerReport) issues.push({ path: ['iptables'], message: `at most ${LIMITS.nftBaseChainsPerReport} nft base chains per report, got ${baseChains}` });
   return issues;
 }
 

@@ -1,13 +1,15 @@
 // npm start: nodeprep on this machine alone, on its embedded defaults. Starts an aggregator on
 // loopback and an agent that reads this host (--host-root /), waits for the first report, prints
-// the findings, and keeps both running until Ctrl-C. The agent only reads: it runs
-// iptables-save / nft list tables (as root; as another user those sources report an error) and
-// reads /etc/machine-id.
+// the guide's four steps (ready / not ready / unknown, and why) and the findings, and keeps both
+// running until Ctrl-C. The agent only reads: it runs iptables-save / nft list tables (as root;
+// as another user those sources report an error) and reads /etc/machine-id.
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
 import { hostNodeName } from '../agent/cli.js';
+import type { Readiness } from '../protocol/illumio.js';
+import { readinessLines } from './readiness-text.js';
 import { shebangFlags } from './shebang.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -74,11 +76,15 @@ await waitFor('the aggregator answering /readyz', async () => (await fetch(`${BA
 start('agent', [...shebangFlags(path.join(ROOT, AGENT)), AGENT, 'run', '--host-root', '/', '--node-name', nodeName, '--aggregator-url', BASE, '--sample-interval', '15'], {});
 await waitFor('the first report', async () => ((await getJson('/v1/nodes')) as { nodes: unknown[] }).nodes.length > 0, 30);
 
+const readiness = (await getJson('/v1/readiness')) as Readiness;
 const { findings } = (await getJson('/v1/findings')) as { findings: { severity: string; code: string; message: string }[] };
 console.log(`\nnodeprep is running: aggregator ${BASE}, agent for node "${nodeName}" (host root /).`);
-console.log(findings.length ? `${findings.length} finding(s) now:` : 'No findings: this node is ready for C-VEN.');
+// The guide's steps first, as the report object lists them; the findings behind them below.
+for (const line of readinessLines(readiness)) console.log(line);
+console.log(findings.length ? `${findings.length} finding(s) now:` : 'No findings.');
 for (const f of findings) console.log(`  ${f.severity.padEnd(8)} ${f.code.padEnd(26)} ${f.message}`);
 console.log(`\nRead them again:  curl -s ${BASE}/v1/findings`);
+console.log(`The steps:        curl -s ${BASE}/v1/readiness`);
 console.log(`This node:        curl -s ${BASE}/v1/nodes/${nodeName}`);
 console.log(`Metrics:          curl -s ${BASE}/metrics`);
 console.log('Alerts ("finding raised" / "finding resolved") appear below as the aggregator logs them. Ctrl-C stops both.\n');

@@ -1,12 +1,13 @@
-// The access layer in front of the routes (kube-rbac-proxy's shape): fastify hooks that ask the
-// policies (policy.ts) and turn a refusal into a 401 or 403 that says why, counted in a metric and
-// logged once per cause, never once per request.
+// The access layer in front of the routes (kube-rbac-proxy's shape): two fastify hooks that read
+// the matched route's declaration (routes.ts), ask the policies (policy.ts), and turn a refusal
+// into a 401, 403 or 503 that says why, counted in a metric and logged by cause (refusal-log.ts).
 import type { FastifyReply, FastifyRequest, onRequestAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
-import type { Logger } from 'pino';
 import type { NodeReport } from '../../protocol/report.js';
 import { HttpError } from '../errors.js';
 import { bearerToken } from './bearer.js';
 import type { ReaderPolicy, Refusal, Sender, SenderPolicy } from './policy.js';
+import type { RefusalKind, RefusalLog } from './refusal-log.js';
+import { matchedPath } from './routes.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -14,20 +15,13 @@ declare module 'fastify' {
   }
 }
 
-const MAX_CAUSES = 1024;
-
-/** Logs each cause once (the first MAX_CAUSES of them), so a client retrying forever logs one line. */
-export class OncePerCause {
-  private readonly seen = new Set<string>();
-
-  constructor(private readonly log: Logger) {}
-
-  refused(kind: 'report' | 'read', refusal: Refusal, request: FastifyRequest): void {
-    const key = `${kind}\0${refusal.reason}\0${refusal.cause}`;
-    if (this.seen.has(key) || this.seen.size >= MAX_CAUSES) return;
-    this.seen.add(key);
-    this.log.warn({ status: refusal.status, reason: refusal.reason, cause: refusal.cause, from: request.ip }, kind === 'report' ? 'report refused' : 'read refused');
-  }
+export interface AccessHookOptions {
+  senders: SenderPolicy;
+  readers: ReaderPolicy;
+  log: RefusalLog;
+  // A refused read, by reason, for the metrics. Refused reports are counted by the reports
+  // route's error handler, which sees every refusal of a report, the body's included.
+  readRefused: (reason: string) => void;
 }
 
 function toError(refusal: Refusal, reply: FastifyReply): HttpError {
@@ -38,40 +32,45 @@ function toError(refusal: Refusal, reply: FastifyReply): HttpError {
 
 const isRefusal = (x: Sender | Refusal): x is Refusal => 'status' in x;
 
-/** onRequest (before the body is read: an unknown caller costs no parsing) and preHandler (the report's node and cluster). */
-export function senderHooks(policy: SenderPolicy, once: OncePerCause): { onRequest: onRequestAsyncHookHandler; preHandler: preHandlerAsyncHookHandler } {
+/**
+ * onRequest (before the body is read: an unknown caller costs no parsing) and preHandler (a
+ * report's node and cluster, once the body is read), added once for every route.
+ */
+export function accessHooks({ senders, readers, log, readRefused }: AccessHookOptions): { onRequest: onRequestAsyncHookHandler; preHandler: preHandlerAsyncHookHandler } {
+  const refuse = (kind: RefusalKind, refusal: Refusal, request: FastifyRequest, reply: FastifyReply): HttpError => {
+    log.refused(kind, refusal, { ip: request.ip, route: `${request.method} ${request.routeOptions.url}` });
+    if (kind === 'read') readRefused(refusal.reason);
+    return toError(refusal, reply);
+  };
   return {
     onRequest: async (request, reply) => {
-      const sender = await policy.authenticate(bearerToken(request.headers.authorization));
-      if (isRefusal(sender)) {
-        once.refused('report', sender, request);
-        throw toError(sender, reply);
+      // No route matched: the not-found handler answers 404, whatever the spelling.
+      if (request.is404) return;
+      const access = request.routeOptions.config.access;
+      switch (access) {
+        case 'open':
+          return;
+        case 'reader': {
+          const route = request.routeOptions.url!;
+          const refusal = await readers.check(bearerToken(request.headers.authorization), matchedPath(route, request.params as Record<string, string>), route);
+          if (refusal) throw refuse('read', refusal, request, reply);
+          return;
+        }
+        case 'agent': {
+          const sender = await senders.authenticate(bearerToken(request.headers.authorization));
+          if (isRefusal(sender)) throw refuse('report', sender, request, reply);
+          request.sender = sender;
+          return;
+        }
+        default:
+          // Unreachable while routes.ts refuses undeclared routes at start; deny all the same.
+          throw new HttpError(403, 'this route declares no access', 'other');
       }
-      request.sender = sender;
     },
     preHandler: async (request, reply) => {
-      const refusal = await policy.authorize(request.sender!, request.body as NodeReport);
-      if (refusal) {
-        once.refused('report', refusal, request);
-        throw toError(refusal, reply);
-      }
+      if (request.is404 || request.routeOptions.config.access !== 'agent') return;
+      const refusal = await senders.authorize(request.sender!, request.body as NodeReport);
+      if (refusal) throw refuse('report', refusal, request, reply);
     },
-  };
-}
-
-// What readers must be allowed: the API and the metrics; probes and the API description stay open.
-const checked = (path: string) => path.startsWith('/v1/') || path === '/metrics';
-
-/** A global onRequest hook for GETs: TokenReview + SubjectAccessReview for the path. */
-export function readerHook(policy: ReaderPolicy, once: OncePerCause, counted: (reason: string) => void): onRequestAsyncHookHandler {
-  return async (request, reply) => {
-    if (request.method !== 'GET' && request.method !== 'HEAD') return;
-    const path = request.url.split('?', 1)[0]!;
-    if (!checked(path)) return;
-    const refusal = await policy.check(bearerToken(request.headers.authorization), path);
-    if (!refusal) return;
-    once.refused('read', refusal, request);
-    counted(refusal.reason);
-    throw toError(refusal, reply);
   };
 }

@@ -7,10 +7,16 @@
 // spec.nodeName). Agents of other clusters, or every agent while the cluster view is off, present
 // a shared token bound to one cluster name (shared-tokens.ts).
 //
-// Readers. With the cluster view on, every GET of /v1/* and /metrics needs a bearer token that a
-// TokenReview accepts and a SubjectAccessReview allows for the path (RBAC nonResourceURLs, the
-// chart's <fullname>-viewer ClusterRole). With the view off (local mode) reads are open.
+// Readers. With the cluster view on, every route that declares `reader` (routes.ts) needs a bearer
+// token that a TokenReview accepts and a SubjectAccessReview allows for the decoded path the
+// router matched (RBAC nonResourceURLs, the chart's <fullname>-viewer ClusterRole). With the view
+// off (local mode) reads are open.
+//
+// A refusal's cause (what refusal-log.ts logs once a minute) holds only what the aggregator can
+// vouch for: the reason, a route's pattern, an identity the API server returned. Never a path, a
+// report's names or an authenticator's message: a caller would make each refusal a new cause.
 import type { NodeReport } from '../../protocol/report.js';
+import { jwtAudiences } from './bearer.js';
 import type { Reviews, TokenIdentity } from './reviews.js';
 import type { SharedTokens } from './shared-tokens.js';
 
@@ -32,7 +38,7 @@ export interface Refusal {
   status: 401 | 403 | 503;
   reason: RejectReason;
   message: string;
-  // What to log once: the same cause is not logged again (a misconfigured agent retries forever).
+  // What to log, once a minute at most (refusal-log.ts): a misconfigured agent retries forever.
   cause: string;
 }
 
@@ -76,12 +82,12 @@ export class SenderPolicy {
       return unavailable(err);
     }
     if (!identity.authenticated) {
-      // A valid ServiceAccount token minted for another audience is the agent misconfigured, not
-      // an unknown caller: say which audience is wanted.
-      if (/audience/i.test(identity.error)) {
-        return refuse(403, 'forbidden_audience', `the token is not for audience "${this.options.audience}": project the ServiceAccount token with audience ${this.options.audience}`, 'wrong audience');
+      const minted = await this.mintedFor(token, identity);
+      if (minted) {
+        const whose = minted.length > 0 ? `is for audience ${minted.map((a) => `"${a}"`).join(', ')}, not "${this.options.audience}"` : `is not confirmed for audience "${this.options.audience}"`;
+        return refuse(403, 'forbidden_audience', `the token ${whose}: project the ServiceAccount token with audience ${this.options.audience}`, 'wrong audience');
       }
-      return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, `not accepted: ${identity.error.slice(0, 200)}`);
+      return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, 'token not accepted');
     }
     const [namespace, name] = agentServiceAccount.split('/');
     if (identity.username !== `system:serviceaccount:${namespace}:${name}`) {
@@ -98,16 +104,37 @@ export class SenderPolicy {
     };
   }
 
+  /**
+   * The audiences a token refused for ours was minted for, when the API server vouches for them:
+   * an agent whose token was projected for another audience is misconfigured, not an unknown
+   * caller, and the 403 says which audience is wanted. Decided from what the API server verified,
+   * never from an authenticator's error text (an OIDC or webhook authenticator's message may say
+   * "audience" about any token): the API server confirmed the token but not our audience, or a
+   * second review with the audiences the token claims (read unverified from the JWT) accepts it.
+   */
+  private async mintedFor(token: string, refused: Extract<TokenIdentity, { authenticated: false }>): Promise<string[] | undefined> {
+    if (refused.audiences !== undefined) return refused.audiences;
+    const claimed = jwtAudiences(token)?.filter((a) => a !== this.options.audience);
+    if (!claimed || claimed.length === 0) return undefined;
+    try {
+      const identity = await this.options.reviews!.tokenReview(token, claimed);
+      return identity.authenticated ? claimed.filter((a) => identity.audiences.includes(a)) : undefined;
+    } catch {
+      // The refusal stands; only its reason is less precise.
+      return undefined;
+    }
+  }
+
   /** Whether that sender may send this report: its node, its cluster. */
   async authorize(sender: Sender, report: Pick<NodeReport, 'node'>): Promise<Refusal | undefined> {
     const cluster = report.node.cluster ?? '';
     if (sender.kind === 'open') return undefined;
     if (sender.kind === 'shared') {
       if (cluster === sender.cluster) return undefined;
-      return refuse(403, 'forbidden_cluster', `this token is bound to ${sender.cluster === '' ? 'this aggregator\'s own cluster' : `cluster ${sender.cluster}`}, and the report is from ${cluster === '' ? 'no named cluster' : `cluster ${cluster}`}`, `cluster ${cluster} with a token for ${sender.cluster}`);
+      return refuse(403, 'forbidden_cluster', `this token is bound to ${sender.cluster === '' ? 'this aggregator\'s own cluster' : `cluster ${sender.cluster}`}, and the report is from ${cluster === '' ? 'no named cluster' : `cluster ${cluster}`}`, `another cluster's report with the token of cluster "${sender.cluster}"`);
     }
     if (cluster !== this.options.homeCluster) {
-      return refuse(403, 'forbidden_cluster', `agents of this cluster report as cluster "${this.options.homeCluster}" (CLUSTER_NAME), not "${cluster}"`, `agent reports cluster ${cluster}`);
+      return refuse(403, 'forbidden_cluster', `agents of this cluster report as cluster "${this.options.homeCluster}" (CLUSTER_NAME), not "${cluster}"`, 'an agent of this cluster reports another cluster');
     }
     let node = sender.node;
     if (node === undefined && sender.pod && this.options.reviews) {
@@ -121,7 +148,7 @@ export class SenderPolicy {
       return refuse(403, 'forbidden_node', 'the token names no node: it must be the ServiceAccount token projected into the agent pod (bound to the pod)', 'token without node');
     }
     if (node !== report.node.name) {
-      return refuse(403, 'forbidden_node', `the token is for the agent on node ${node}, and the report is for node ${report.node.name}`, `node ${report.node.name} claimed by the agent on ${node}`);
+      return refuse(403, 'forbidden_node', `the token is for the agent on node ${node}, and the report is for node ${report.node.name}`, `the agent on node ${node} sent another node's report`);
     }
     return undefined;
   }
@@ -135,19 +162,20 @@ export class ReaderPolicy {
     return this.reviews !== undefined;
   }
 
-  async check(token: string | undefined, path: string): Promise<Refusal | undefined> {
+  /** May the token's holder GET `path` (decoded, as matched), on `route` (its pattern, for the log)? */
+  async check(token: string | undefined, path: string, route: string): Promise<Refusal | undefined> {
     if (!this.reviews) return undefined;
     if (token === undefined) return refuse(401, 'unauthorized', 'missing bearer token: reading needs a token (kubectl create token <serviceaccount>) allowed by the nodeprep-viewer ClusterRole');
     let identity: TokenIdentity;
     let allowed: boolean;
     try {
       identity = await this.reviews.tokenReview(token, []);
-      if (!identity.authenticated) return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, `reader not accepted: ${identity.error.slice(0, 200)}`);
+      if (!identity.authenticated) return refuse(401, 'unauthorized', `the token is not accepted: ${identity.error.slice(0, 200)}`, 'reader token not accepted');
       allowed = await this.reviews.mayGet(identity, path);
     } catch (err) {
       return unavailable(err);
     }
     if (allowed) return undefined;
-    return refuse(403, 'forbidden_reader', `${identity.username} may not get ${path}: bind it to the nodeprep-viewer ClusterRole (kubectl create clusterrolebinding ... --clusterrole=<release>-viewer)`, `reader ${identity.username} on ${path}`);
+    return refuse(403, 'forbidden_reader', `${identity.username} may not get ${path}: bind it to the nodeprep-viewer ClusterRole (kubectl create clusterrolebinding ... --clusterrole=<release>-viewer)`, `reader ${identity.username} on ${route}`);
   }
 }

@@ -1,8 +1,9 @@
 // Asking the Kubernetes API who a bearer token is (TokenReview) and what it may do
 // (SubjectAccessReview), as kube-rbac-proxy does; and on which node a pod runs. Answers are cached
-// (bounded, never past the token's expiry) so that a 5,000-node cluster's heartbeats cost one
-// TokenReview per token per cache lifetime, and concurrent requests with one token share one
-// review. Failures to ask are not cached: the next request asks again.
+// (review-cache.ts: bounded, least recently used out first, refusals apart from acceptances, never
+// past the token's expiry) so that a 5,000-node cluster's heartbeats cost one TokenReview per
+// token per cache lifetime, and concurrent requests with one token share one review. Failures to
+// ask are not cached: the next request asks again.
 //
 // A token in use is reviewed again before its answer expires (in the last quarter of the cache
 // lifetime), in the background, while requests go on with the answer they have: an agent's
@@ -11,10 +12,13 @@
 import { createHash } from 'node:crypto';
 import type { KubeApi } from '../cluster/api.js';
 import { jwtExpiry } from './bearer.js';
+import { ReviewCache, type CacheBounds } from './review-cache.js';
 
 export type TokenIdentity =
-  | { authenticated: true; username: string; uid?: string; groups: string[]; extra: Record<string, string[]> }
-  | { authenticated: false; error: string };
+  | { authenticated: true; username: string; uid?: string; groups: string[]; extra: Record<string, string[]>; audiences: string[] }
+  // `audiences` is set when the API server accepted the token but confirmed none of the audiences
+  // asked for: what it did confirm (perhaps nothing).
+  | { authenticated: false; error: string; audiences?: string[] };
 
 export interface ReviewCounters {
   // A review asked of the API server ('tokenreview', 'subjectaccessreview', 'pod'), or answered from the cache.
@@ -22,76 +26,91 @@ export interface ReviewCounters {
   cached: (kind: string) => void;
 }
 
+export interface ReviewOptions {
+  now?: () => number;
+  // Answers held, per cache (tokens, access, pods) and lane.
+  entries?: CacheBounds;
+}
+
 // A rejected token is asked about again after this long: a flood of bad tokens must not become
 // a flood of TokenReviews, and a token that just became valid must not wait minutes.
 const NEGATIVE_TTL_MS = 10_000;
-const MAX_ENTRIES = 50_000;
+// Room for every agent and reader of a large cluster, and for 10 s of refusals at the rate the
+// API server can review.
+const ENTRIES: CacheBounds = { accepted: 50_000, refused: 20_000 };
 
 // A cached answer is asked again in the background after this share of its lifetime.
 const REFRESH_AFTER = 0.75;
 
-interface CacheEntry<V> {
-  value: V;
-  expiresAt: number;
-  refreshAt: number; // Infinity: not worth asking again before it expires
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> };
+  audiences?: string[];
+  error?: string;
 }
 
-/** A bounded map whose entries expire; the oldest entry goes first when full. */
-class ExpiringCache<V> {
-  private readonly entries = new Map<string, CacheEntry<V>>();
-  private readonly pending = new Map<string, Promise<V>>();
+/**
+ * Who a TokenReview's answer says the token is. When audiences were asked for, the answer must
+ * confirm one of them in status.audiences: the Kubernetes API reference asks clients to check,
+ * since an authenticator that ignores audiences would otherwise pass a token minted for another
+ * service (authentication.k8s.io/v1 TokenReviewStatus.audiences).
+ */
+export function identityOf(status: TokenReviewStatus, asked: string[]): TokenIdentity {
+  if (!status.authenticated || !status.user?.username) return { authenticated: false, error: status.error ?? 'not authenticated' };
+  const audiences = status.audiences ?? [];
+  if (asked.length > 0 && !asked.some((a) => audiences.includes(a))) {
+    const said = audiences.length === 0 ? 'none' : audiences.map((a) => `"${a}"`).join(', ');
+    return { authenticated: false, error: `the API server accepted the token without confirming audience ${asked.map((a) => `"${a}"`).join(', ')} (status.audiences: ${said})`, audiences };
+  }
+  const { username, uid, groups, extra } = status.user;
+  return { authenticated: true, username, ...(uid ? { uid } : {}), groups: groups ?? [], extra: extra ?? {}, audiences };
+}
 
-  constructor(private readonly max = MAX_ENTRIES) {}
+/**
+ * The cache key of a SubjectAccessReview: everything the review sends, in an encoding where no two
+ * different inputs meet (a JSON array of strings, extra sorted by key), then hashed to bound its
+ * size. Groups "a,b" + "c" and "a" + "b,c" are two keys.
+ */
+export function accessKey(identity: Extract<TokenIdentity, { authenticated: true }>, path: string): string {
+  const extra = Object.keys(identity.extra).sort().map((key) => [key, identity.extra[key]]);
+  return digest(JSON.stringify([identity.username, identity.uid ?? null, identity.groups, extra, path]));
+}
 
-  get(key: string, now: number): V | undefined {
-    return this.entry(key, now)?.value;
+const digest = (text: string) => createHash('sha256').update(text).digest('base64');
+
+export class Reviews {
+  private readonly tokens: ReviewCache<TokenIdentity>;
+  private readonly access: ReviewCache<boolean>;
+  private readonly pods: ReviewCache<string | undefined>;
+  // Reviews in flight, by kind and key: concurrent requests share one.
+  private readonly pending = new Map<string, Promise<unknown>>();
+  private readonly now: () => number;
+
+  constructor(
+    private readonly api: KubeApi,
+    private readonly cacheMs: number,
+    private readonly counters: ReviewCounters,
+    options: ReviewOptions = {},
+  ) {
+    this.now = options.now ?? Date.now;
+    const entries = options.entries ?? ENTRIES;
+    this.tokens = new ReviewCache(entries);
+    this.access = new ReviewCache(entries);
+    this.pods = new ReviewCache(entries);
   }
 
-  entry(key: string, now: number): CacheEntry<V> | undefined {
-    const entry = this.entries.get(key);
-    if (!entry) return undefined;
-    if (entry.expiresAt > now) return entry;
-    this.entries.delete(key);
-    return undefined;
-  }
-
-  set(key: string, value: V, expiresAt: number, refreshAt = Infinity): void {
-    this.entries.delete(key);
-    if (this.entries.size >= this.max) this.entries.delete(this.entries.keys().next().value!);
-    this.entries.set(key, { value, expiresAt, refreshAt });
-  }
-
-  /** One lookup in flight per key. */
-  once(key: string, work: () => Promise<V>): Promise<V> {
-    const running = this.pending.get(key);
+  /** One piece of work in flight per key. */
+  private once<V>(key: string, work: () => Promise<V>): Promise<V> {
+    const running = this.pending.get(key) as Promise<V> | undefined;
     if (running) return running;
     const started = work().finally(() => this.pending.delete(key));
     this.pending.set(key, started);
     return started;
   }
 
-  get size(): number {
-    return this.entries.size;
-  }
-}
-
-const digest = (text: string) => createHash('sha256').update(text).digest('base64');
-
-export class Reviews {
-  private readonly tokens = new ExpiringCache<TokenIdentity>();
-  private readonly access = new ExpiringCache<boolean>();
-  private readonly pods = new ExpiringCache<string | undefined>();
-
-  constructor(
-    private readonly api: KubeApi,
-    private readonly cacheMs: number,
-    private readonly counters: ReviewCounters,
-    private readonly now: () => number = Date.now,
-  ) {}
-
   /** Who the token is, for these audiences (none: the API server's own). */
   async tokenReview(token: string, audiences: string[]): Promise<TokenIdentity> {
-    const key = `${audiences.join(',')}\0${digest(token)}`;
+    const key = `${JSON.stringify(audiences)}\0${digest(token)}`;
     const now = this.now();
     const cached = this.tokens.entry(key, now);
     if (cached) {
@@ -104,43 +123,38 @@ export class Reviews {
   }
 
   private askTokenReview(key: string, token: string, audiences: string[]): Promise<TokenIdentity> {
-    return this.tokens.once(key, async () => {
+    return this.once(`tokenreview\0${key}`, async () => {
       this.counters.asked('tokenreview');
       // The answer holds from when it was asked.
       const now = this.now();
-      const review = await this.api.call<{ status?: { authenticated?: boolean; user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> }; error?: string } }>(
+      const review = await this.api.call<{ status?: TokenReviewStatus }>(
         'POST',
         '/apis/authentication.k8s.io/v1/tokenreviews',
         { apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', spec: { token, ...(audiences.length > 0 ? { audiences } : {}) } },
         { timeoutMs: 10_000 },
       );
-      const status = review.status ?? {};
-      let identity: TokenIdentity;
-      let expiresAt: number;
-      let refreshAt = Infinity;
-      if (status.authenticated && status.user?.username) {
-        identity = { authenticated: true, username: status.user.username, ...(status.user.uid ? { uid: status.user.uid } : {}), groups: status.user.groups ?? [], extra: status.user.extra ?? {} };
-        expiresAt = Math.min(now + this.cacheMs, jwtExpiry(token) ?? Infinity);
+      const identity = identityOf(review.status ?? {}, audiences);
+      if (identity.authenticated) {
+        const expiresAt = Math.min(now + this.cacheMs, jwtExpiry(token) ?? Infinity);
         // Not past the token's own expiry: asking again then would only hear that it expired.
-        if (now + this.cacheMs * REFRESH_AFTER < expiresAt) refreshAt = now + this.cacheMs * REFRESH_AFTER;
+        const refreshAt = now + this.cacheMs * REFRESH_AFTER < expiresAt ? now + this.cacheMs * REFRESH_AFTER : Infinity;
+        this.tokens.set(key, 'accepted', identity, expiresAt, refreshAt);
       } else {
-        identity = { authenticated: false, error: status.error ?? 'not authenticated' };
-        expiresAt = now + Math.min(NEGATIVE_TTL_MS, this.cacheMs);
+        this.tokens.set(key, 'refused', identity, now + Math.min(NEGATIVE_TTL_MS, this.cacheMs));
       }
-      this.tokens.set(key, identity, expiresAt, refreshAt);
       return identity;
     });
   }
 
   /** Whether the identity may GET this non-resource path (RBAC nonResourceURLs). */
   async mayGet(identity: Extract<TokenIdentity, { authenticated: true }>, path: string): Promise<boolean> {
-    const key = `${identity.username}\0${identity.groups.join(',')}\0${path}`;
-    const cached = this.access.get(key, this.now());
-    if (cached !== undefined) {
+    const key = accessKey(identity, path);
+    const cached = this.access.entry(key, this.now());
+    if (cached) {
       this.counters.cached('subjectaccessreview');
-      return cached;
+      return cached.value;
     }
-    return this.access.once(key, async () => {
+    return this.once(`subjectaccessreview\0${key}`, async () => {
       this.counters.asked('subjectaccessreview');
       const review = await this.api.call<{ status?: { allowed?: boolean } }>(
         'POST',
@@ -153,27 +167,31 @@ export class Reviews {
         { timeoutMs: 10_000 },
       );
       const allowed = review.status?.allowed === true;
-      this.access.set(key, allowed, this.now() + (allowed ? this.cacheMs : Math.min(NEGATIVE_TTL_MS, this.cacheMs)));
+      if (allowed) this.access.set(key, 'accepted', true, this.now() + this.cacheMs);
+      else this.access.set(key, 'refused', false, this.now() + Math.min(NEGATIVE_TTL_MS, this.cacheMs));
       return allowed;
     });
   }
 
   /** The node a pod runs on (spec.nodeName), for tokens that name their pod but not its node. */
   async podNode(namespace: string, pod: string, podUid: string | undefined): Promise<string | undefined> {
-    const key = `${namespace}/${pod}/${podUid ?? ''}`;
-    const cached = this.pods.get(key, this.now());
-    if (cached !== undefined) {
+    const key = JSON.stringify([namespace, pod, podUid ?? null]);
+    // "Not found" is an answer too, held for the refusal lifetime: an agent retrying with the
+    // token of a deleted pod must not cost a GET each time.
+    const cached = this.pods.entry(key, this.now());
+    if (cached) {
       this.counters.cached('pod');
-      return cached;
+      return cached.value;
     }
-    return this.pods.once(key, async () => {
+    return this.once(`pod\0${key}`, async () => {
       this.counters.asked('pod');
       const res = await this.api.request<{ metadata?: { uid?: string }; spec?: { nodeName?: string } }>('GET', `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(pod)}`, undefined, { timeoutMs: 10_000 });
+      if (res.status !== 200 && res.status !== 404) throw new Error(`GET pod ${namespace}/${pod}: ${res.status}`);
       // A pod of that name but another uid is another pod: the token's pod is gone.
       const node = res.status === 200 && (podUid === undefined || res.body.metadata?.uid === podUid) ? res.body.spec?.nodeName : undefined;
-      if (res.status !== 200 && res.status !== 404) throw new Error(`GET pod ${namespace}/${pod}: ${res.status}`);
       // A pod never moves to another node: its answer holds as long as the token does.
-      this.pods.set(key, node, this.now() + (node ? this.cacheMs : NEGATIVE_TTL_MS));
+      if (node) this.pods.set(key, 'accepted', node, this.now() + this.cacheMs);
+      else this.pods.set(key, 'refused', undefined, this.now() + Math.min(NEGATIVE_TTL_MS, this.cacheMs));
       return node;
     });
   }

@@ -43,11 +43,26 @@ export interface ContainerResources {
   limits?: Record<string, string>;
 }
 
-export interface EnvSource {
-  value?: string;
-  // valueFrom.configMapKeyRef, in the workload's namespace.
-  configMapKey?: { name: string; key: string };
-}
+/**
+ * One way FELIX_CHAININSERTMODE may reach the container that runs Felix, kept in the order the
+ * kubelet applies them: every envFrom source first, then the env entries (kubelet_pods.go,
+ * makeEnvironmentVariables). Only those that can set it are kept: env entries whose name Felix
+ * reads as chaininsertmode, and envFrom sources whose prefix can begin such a name. ConfigMaps and
+ * Secrets are in the workload's namespace.
+ */
+// Felix takes every environment variable whose name, in lower case, starts with felix_ as its
+// parameter of that name (projectcalico/calico felix/config/env_var_loader.go,
+// LoadConfigFromEnvironment): FELIX_CHAININSERTMODE in any case.
+export const FELIX_CHAININSERTMODE_LOWER = 'felix_chaininsertmode';
+
+export type FelixEnvEntry =
+  | { from: 'value'; name: string; value: string }
+  | { from: 'configMapKey'; name: string; configMap: string; key: string; optional: boolean }
+  | { from: 'secretKey'; name: string; secret: string; key: string; optional: boolean }
+  // valueFrom.fieldRef or resourceFieldRef: the pod's own fields, never a mode.
+  | { from: 'field'; name: string; field: string }
+  | { from: 'configMapEnv'; configMap: string; prefix: string; optional: boolean }
+  | { from: 'secretEnv'; secret: string; prefix: string; optional: boolean };
 
 export interface WorkloadFacts {
   namespace: string;
@@ -55,8 +70,9 @@ export interface WorkloadFacts {
   tolerations: Toleration[];
   nodeSelector: Record<string, string>;
   containers: ContainerResources[];
-  // Where FELIX_CHAININSERTMODE comes from, for calico-node: the first container that sets it.
-  felixChainInsertMode?: EnvSource & { container: string };
+  // For calico-node: where FELIX_CHAININSERTMODE may come from in the container that runs Felix
+  // (the one named calico-node, else the first); absent when nothing there can set it.
+  felixEnv?: { container: string; entries: FelixEnvEntry[] };
   // Managed by the Tigera operator: an ownerReference to the operator's Installation.
   operatorManaged: boolean;
 }
@@ -84,6 +100,9 @@ export interface CalicoFacts {
   installation?: { name: string };
   // ConfigMaps the aggregator may read (Calico's), by "<namespace>/<name>".
   configMaps: Map<string, ConfigMapFacts>;
+  // The names it reads (CALICO_CONFIGMAPS, in every namespace), once listed: a ConfigMap of one of
+  // these names that is not in configMaps does not exist; any other cannot be seen.
+  readableConfigMaps: string[];
 }
 
 export interface IllumioFacts {

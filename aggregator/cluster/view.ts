@@ -4,12 +4,13 @@
 import type { Logger } from 'pino';
 import { appSpecificMachineId } from '../../protocol/machine-id.js';
 import type { KubeApi } from './api.js';
+import { FELIX_CHAININSERTMODE_LOWER } from './facts.js';
 import type {
   ClusterFacts,
   ConfigMapFacts,
   ContainerResources,
-  EnvSource,
   FelixConfigurationFacts,
+  FelixEnvEntry,
   NodeFacts,
   PodFacts,
   Taint,
@@ -88,16 +89,40 @@ function stringMap(o: Raw): Record<string, string> {
   return Object.fromEntries(Object.entries(o ?? {}).map(([k, v]) => [k, String(v)]));
 }
 
+/** What can set FELIX_CHAININSERTMODE in calico-node's Felix container, in the kubelet's order. */
+function felixEnv(pod: Raw): WorkloadFacts['felixEnv'] {
+  const containers = (pod.containers ?? []) as Raw[];
+  const container = containers.find((c) => c.name === 'calico-node') ?? containers[0];
+  if (!container) return undefined;
+  const entries: FelixEnvEntry[] = [];
+  for (const source of (container.envFrom ?? []) as Raw[]) {
+    // The kubelet names each key's variable prefix + key: only a prefix that can begin the name matters.
+    const prefix = String(source.prefix ?? '');
+    if (!FELIX_CHAININSERTMODE_LOWER.startsWith(prefix.toLowerCase())) continue;
+    const ref = source.configMapRef ?? source.secretRef;
+    const optional = ref?.optional === true;
+    if (source.configMapRef) entries.push({ from: 'configMapEnv', configMap: String(ref.name ?? ''), prefix, optional });
+    else if (source.secretRef) entries.push({ from: 'secretEnv', secret: String(ref.name ?? ''), prefix, optional });
+  }
+  for (const env of (container.env ?? []) as Raw[]) {
+    const name = String(env.name ?? '');
+    if (name.toLowerCase() !== FELIX_CHAININSERTMODE_LOWER) continue;
+    const from = env.valueFrom;
+    if (from?.configMapKeyRef) {
+      entries.push({ from: 'configMapKey', name, configMap: String(from.configMapKeyRef.name ?? ''), key: String(from.configMapKeyRef.key ?? ''), optional: from.configMapKeyRef.optional === true });
+    } else if (from?.secretKeyRef) {
+      entries.push({ from: 'secretKey', name, secret: String(from.secretKeyRef.name ?? ''), key: String(from.secretKeyRef.key ?? ''), optional: from.secretKeyRef.optional === true });
+    } else if (from) {
+      entries.push({ from: 'field', name, field: String(from.fieldRef?.fieldPath ?? from.resourceFieldRef?.resource ?? 'unknown') });
+    } else entries.push({ from: 'value', name, value: String(env.value ?? '') });
+  }
+  return entries.length > 0 ? { container: String(container.name ?? ''), entries } : undefined;
+}
+
 export function slimWorkload(raw: Raw): Slim<WorkloadFacts & { serviceAccount: string }> {
   const pod = raw?.spec?.template?.spec ?? {};
-  let felix: (EnvSource & { container: string }) | undefined;
-  for (const c of (pod.containers ?? []) as Raw[]) {
-    const env = ((c.env ?? []) as Raw[]).find((e) => e.name === 'FELIX_CHAININSERTMODE');
-    if (!env) continue;
-    const ref = env.valueFrom?.configMapKeyRef;
-    felix = { container: String(c.name), ...(ref ? { configMapKey: { name: String(ref.name), key: String(ref.key) } } : { value: String(env.value ?? '') }) };
-    break;
-  }
+  // Only calico-node's Felix reads the variable; other workloads keep nothing of their env.
+  const felix = raw?.metadata?.name === 'calico-node' ? felixEnv(pod) : undefined;
   const owners = (raw?.metadata?.ownerReferences ?? []) as Raw[];
   return {
     metadata: meta(raw),
@@ -106,7 +131,7 @@ export function slimWorkload(raw: Raw): Slim<WorkloadFacts & { serviceAccount: s
     tolerations: ((pod.tolerations ?? []) as Raw[]).map((t): Toleration => ({ ...(t.key ? { key: String(t.key) } : {}), ...(t.operator ? { operator: String(t.operator) } : {}), ...(t.value ? { value: String(t.value) } : {}), ...(t.effect ? { effect: String(t.effect) } : {}) })),
     nodeSelector: stringMap(pod.nodeSelector),
     containers: containers(raw),
-    ...(felix ? { felixChainInsertMode: felix } : {}),
+    ...(felix ? { felixEnv: felix } : {}),
     operatorManaged: owners.some((o) => o.kind === 'Installation' && String(o.apiVersion ?? '').startsWith('operator.tigera.io/')),
     serviceAccount: String(pod.serviceAccountName ?? pod.serviceAccount ?? 'default'),
   };
@@ -239,6 +264,7 @@ export class ClusterView {
         ...(calicoNode ? { calicoNode } : {}),
         ...(installation ? { installation: { name: installation.name } } : {}),
         configMaps,
+        readableConfigMaps: this.config.calicoConfigMaps.filter((_, i) => this.calicoConfigMaps[i]!.everSynced),
       },
       illumio: { cvenNodes, ...(cven ? { cven } : {}), ...(kubelink ? { kubelink } : {}), ...(rootCa === undefined ? {} : { rootCa }) },
     };

@@ -6,12 +6,14 @@
 // hand edits of it: the place to change is FelixConfiguration. Pure: facts in, findings out.
 import { FINDING_NODES } from '../../protocol/findings.js';
 import type { CalicoFacts, ClusterFacts, WorkloadFacts } from '../cluster/facts.js';
+import { felixEnvSetting, type CalicoMode, type FelixEnvSetting } from './calico-env.js';
 import { makeFinding, type FindingDraft } from './finding.js';
 
-export type CalicoMode = 'insert' | 'append';
+export type { CalicoMode } from './calico-env.js';
 
 export interface ConfiguredMode {
-  // undefined: the deciding place could not be read (an env var from a ConfigMap not visible).
+  // undefined: the deciding place could not be read (a Secret, a ConfigMap nodeprep does not
+  // read), or holds a value Felix refuses (it then does not start).
   mode: CalicoMode | undefined;
   // One key per deciding place, e.g. "env:kube-system/calico-node", "felix:node.worker-1".
   place: string;
@@ -41,46 +43,54 @@ function felixFix(calico: CalicoFacts, name: string): string {
     : `calicoctl patch felixconfiguration ${name} --patch ${APPEND_PATCH} (or kubectl patch felixconfiguration ${name} --type merge -p ${APPEND_PATCH} where Calico's API server is installed)`;
 }
 
-function envPlace(ds: WorkloadFacts, calico: CalicoFacts): ConfiguredMode {
-  const env = ds.felixChainInsertMode!;
+const ROLL = 'a ConfigMap change reaches environment variables only when the pods restart';
+
+/** The variable decides (a mode, a value Felix refuses, or what nodeprep cannot read): the place, in words, and how to set Append there. */
+function envPlace(ds: WorkloadFacts, calico: CalicoFacts, setting: Exclude<FelixEnvSetting, { state: 'unset' }>): ConfiguredMode {
   const workload = `${ds.namespace}/${ds.name}`;
-  if (env.configMapKey) {
-    const cm = calico.configMaps.get(`${ds.namespace}/${env.configMapKey.name}`);
-    const value = cm?.data[env.configMapKey.key];
+  const container = ds.felixEnv?.container ?? 'calico-node';
+  const on = `on DaemonSet ${workload} (container ${container})`;
+  const place = `env:${workload}`;
+  if (setting.state === 'unknown') {
+    return { mode: undefined, place, where: `FELIX_CHAININSERTMODE ${on}: ${setting.where}`, fix: `see what it is (${setting.check}) and set it to Append there` };
+  }
+  const { origin } = setting;
+  const fix =
+    origin.kind === 'configMap'
+      ? `kubectl -n ${ds.namespace} patch configmap ${origin.configMap} --type merge -p '{"data":{"${origin.key}":"Append"}}' && kubectl -n ${ds.namespace} rollout restart daemonset/${ds.name} (${ROLL})`
+      : ds.operatorManaged
+        ? `the Tigera operator manages ${workload} and reverts hand edits: remove the variable from whatever sets it (an overlay or admission policy), then ${felixFix(calico, 'default')}`
+        : `kubectl -n ${ds.namespace} set env daemonset/${ds.name} -c ${container} ${origin.name}=Append (the variable overrides every FelixConfiguration)`;
+  if (setting.state === 'invalid') {
     return {
-      mode: parseMode(value),
-      place: `env:${workload}`,
-      where: `FELIX_CHAININSERTMODE on DaemonSet ${workload} (container ${env.container}), from ConfigMap ${ds.namespace}/${env.configMapKey.name} key ${env.configMapKey.key}${cm ? '' : ', which the aggregator cannot read'}`,
-      fix:
-        `kubectl -n ${ds.namespace} patch configmap ${env.configMapKey.name} --type merge -p '{"data":{"${env.configMapKey.key}":"Append"}}' && ` +
-        `kubectl -n ${ds.namespace} rollout restart daemonset/${ds.name} (a ConfigMap change reaches environment variables only when the pods restart)`,
+      mode: undefined,
+      place,
+      where: `${setting.where}, ${on}: Felix takes only Insert or Append, in any case and without spaces, and does not start with "${setting.value}"`,
+      fix,
     };
   }
-  return {
-    mode: parseMode(env.value),
-    place: `env:${workload}`,
-    where: `FELIX_CHAININSERTMODE=${env.value ?? ''} on DaemonSet ${workload} (container ${env.container})`,
-    fix: ds.operatorManaged
-      ? `the Tigera operator manages ${workload} and reverts hand edits: remove the variable from whatever sets it (an overlay or admission policy), then ${felixFix(calico, 'default')}`
-      : `kubectl -n ${ds.namespace} set env daemonset/${ds.name} -c ${env.container} FELIX_CHAININSERTMODE=Append (the variable overrides every FelixConfiguration)`,
-  };
+  return { mode: setting.mode, place, where: `${setting.where}, ${on}`, fix };
 }
 
 /** The mode the configuration sets for one node, and the one place that decides it. */
 export function configuredCalicoMode(calico: CalicoFacts, node: string): ConfiguredMode | undefined {
   if (!calicoInstalled(calico)) return undefined;
   const ds = calico.calicoNode;
-  if (ds?.felixChainInsertMode) return envPlace(ds, calico);
+  const env: FelixEnvSetting = ds?.felixEnv ? felixEnvSetting(ds, calico) : { state: 'unset' };
+  if (env.state !== 'unset') return envPlace(ds!, calico, env);
+  // The variable does not decide: FelixConfiguration does, and the words say why the variable does not.
+  const envWords = env.why ? `FELIX_CHAININSERTMODE on DaemonSet ${ds!.namespace}/${ds!.name} does not decide (${env.why})` : undefined;
+  const unset = envWords ? `, as ${envWords}` : '';
   for (const name of [`node.${node}`, 'default']) {
     const felix = calico.felixConfigurations.get(name);
     const mode = parseMode(felix?.chainInsertMode);
-    if (felix && mode) return { mode, place: `felix:${name}`, where: `FelixConfiguration ${name} (spec.chainInsertMode: ${felix.chainInsertMode})`, fix: felixFix(calico, name) };
+    if (felix && mode) return { mode, place: `felix:${name}`, where: `FelixConfiguration ${name} (spec.chainInsertMode: ${felix.chainInsertMode})${unset}`, fix: felixFix(calico, name) };
   }
   const hasDefault = calico.felixConfigurations.has('default');
   return {
     mode: 'insert',
     place: 'built-in',
-    where: `Calico's built-in default (Insert): ${hasDefault ? 'FelixConfiguration default' : 'no FelixConfiguration'} sets no chainInsertMode and calico-node sets no FELIX_CHAININSERTMODE`,
+    where: `Calico's built-in default (Insert): ${hasDefault ? 'FelixConfiguration default sets no chainInsertMode' : 'there is no FelixConfiguration'} and ${envWords ?? 'calico-node sets no FELIX_CHAININSERTMODE'}`,
     fix: hasDefault || calico.installation
       ? felixFix(calico, 'default')
       : 'create it: `calicoctl apply -f -` with `{"apiVersion":"projectcalico.org/v3","kind":"FelixConfiguration","metadata":{"name":"default"},"spec":{"chainInsertMode":"Append"}}`',

@@ -40,6 +40,9 @@ const SCOPE = { trust: 'illumio-trust', undersized: 'illumio-undersized' };
 
 export class IllumioChecks {
   private trust: IllumioTrust | undefined;
+  // checkTrust runs from the ConfigMap watch and from the schedule, unordered, and a run can take
+  // the probe's 10 s: each is numbered, and only the latest started may set the answer.
+  private trustRuns = 0;
   private counted: { value: number; at: number } | undefined;
   private rootCaSeen = '';
   private workloadsSeen = '';
@@ -94,7 +97,8 @@ export class IllumioChecks {
     // The ConfigMap is known only through the cluster view; not known yet, nothing to say yet.
     if (!facts || facts.illumio.rootCa === undefined) return;
     const configMap = facts.illumio.rootCa === null ? undefined : { ...this.options.rootCa, data: facts.illumio.rootCa.data, binaryData: facts.illumio.rootCa.binaryData };
-    this.trust = await checkIllumioTrust({
+    const run = ++this.trustRuns;
+    const trust = await checkIllumioTrust({
       location: this.options.rootCa,
       configMap,
       ...(this.options.pce ? { pce: this.options.pce } : {}),
@@ -102,7 +106,11 @@ export class IllumioChecks {
       expiringDays: this.options.expiringDays,
       ...(this.options.probeOptions ? { probeOptions: this.options.probeOptions } : {}),
     });
-    this.options.engine.setFindings(SCOPE.trust, this.trust.findings);
+    // A newer run started while this one waited: it read a newer ConfigMap (or the same one
+    // later), so this answer is older than the one to come, and would overwrite it if kept.
+    if (run !== this.trustRuns) return;
+    this.trust = trust;
+    this.options.engine.setFindings(SCOPE.trust, trust.findings);
   }
 
   /** Counts the workloads page by page (500 at a time, metadata only): a few KiB per page. */

@@ -29,7 +29,9 @@ interface StepRule {
  *
  * root-ca
  * - blocks: ILLUMIO_ROOT_CA_MISSING (at warning; at info it says no ConfigMap is needed, which is
- *   ready), ILLUMIO_ROOT_CA_INVALID, ILLUMIO_PCE_TLS_UNTRUSTED (the ConfigMap does not verify the PCE).
+ *   ready), ILLUMIO_ROOT_CA_INVALID, ILLUMIO_PCE_TLS_UNTRUSTED (the ConfigMap does not verify the PCE),
+ *   ILLUMIO_ROOT_CA_INTERMEDIATE (an intermediate without its root: the guide asks for the root,
+ *   and OpenSSL clients need it, although Go clients may do without).
  * - open: ILLUMIO_PCE_UNREACHABLE: whether the certificates verify the PCE could not be checked.
  * - qualifies: ILLUMIO_ROOT_CA_EXPIRING: it works today.
  *
@@ -63,7 +65,7 @@ export const READINESS_RULES: Record<ReadinessStepName, StepRule> = {
   },
   'root-ca': {
     title: 'Root CA ConfigMap',
-    blocks: ['ILLUMIO_ROOT_CA_MISSING', 'ILLUMIO_ROOT_CA_INVALID', 'ILLUMIO_PCE_TLS_UNTRUSTED'],
+    blocks: ['ILLUMIO_ROOT_CA_MISSING', 'ILLUMIO_ROOT_CA_INVALID', 'ILLUMIO_PCE_TLS_UNTRUSTED', 'ILLUMIO_ROOT_CA_INTERMEDIATE'],
     leavesOpen: ['ILLUMIO_PCE_UNREACHABLE'],
     qualifies: ['ILLUMIO_ROOT_CA_EXPIRING'],
   },
@@ -95,6 +97,7 @@ const PHRASE: Partial<Record<FindingCode, string>> = {
   NODE_STALE: 'a node stopped reporting',
   ILLUMIO_ROOT_CA_MISSING: 'no root CA ConfigMap',
   ILLUMIO_ROOT_CA_INVALID: 'the root CA ConfigMap holds no usable CA certificate',
+  ILLUMIO_ROOT_CA_INTERMEDIATE: 'the root CA ConfigMap holds an intermediate CA without its root',
   ILLUMIO_PCE_TLS_UNTRUSTED: 'the PCE\'s certificate does not verify with the ConfigMap\'s CA',
   ILLUMIO_PCE_UNREACHABLE: 'the PCE could not be reached to check its certificate',
   ILLUMIO_UNDERSIZED: 'C-VEN or Kubelink is deployed with less than the tier\'s resources',

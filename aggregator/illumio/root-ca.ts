@@ -145,6 +145,23 @@ function keyTexts(configMap: RootCaConfigMap): KeyText[] {
   return keys.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
 }
 
+/**
+ * Whether `cert` leads, through certificates of `pool` that issued and signed each link, to a
+ * self-signed one: the chain an OpenSSL client needs in its trust store (it does not stop at an
+ * intermediate unless X509_V_FLAG_PARTIAL_CHAIN is set; openssl verify(1), -partial_chain).
+ */
+function chainsToRoot(cert: X509Certificate, pool: readonly X509Certificate[]): boolean {
+  const seen = new Set<string>();
+  for (let current = cert; !seen.has(current.fingerprint256); ) {
+    seen.add(current.fingerprint256);
+    if (current.subject === current.issuer && current.checkIssued(current)) return true;
+    const issuer = pool.find((c) => c !== current && current.checkIssued(c) && current.verify(c.publicKey));
+    if (!issuer) return false;
+    current = issuer;
+  }
+  return false; // a loop of cross-signed CAs that ends nowhere
+}
+
 function pemOf(body: string): string {
   return `-----BEGIN CERTIFICATE-----\n${body}\n-----END CERTIFICATE-----\n`;
 }
@@ -215,6 +232,7 @@ export function checkRootCa(input: CheckRootCaInput): RootCaCheck {
   }
 
   const certificates: RootCaCertificate[] = [];
+  const parsed: X509Certificate[] = []; // in the order of `certificates`
   const unparsable: UnparsableBlock[] = [];
   const trustAnchors: string[] = [];
   const keys = keyTexts(configMap);
@@ -248,6 +266,7 @@ export function checkRootCa(input: CheckRootCaInput): RootCaCheck {
       if (now.getTime() > notAfter) problems.push('expired');
       else if (facts.ca && notAfter - now.getTime() <= expiringDays * DAY_MS) problems.push('expiring');
       certificates.push({ key, block, ...facts, daysLeft: Math.floor((notAfter - now.getTime()) / DAY_MS), problems });
+      parsed.push(cert);
     }
   }
 
@@ -316,6 +335,25 @@ export function checkRootCa(input: CheckRootCaInput): RootCaCheck {
       );
     }
   }
+  certificates.forEach((c, i) => {
+    // An intermediate CA whose chain up to a self-signed root is not in the ConfigMap. Expired or
+    // otherwise unusable ones have their ILLUMIO_ROOT_CA_INVALID already.
+    if (!c.ca || c.selfSigned || c.problems.some((p) => p !== 'expiring') || chainsToRoot(parsed[i]!, parsed)) return;
+    findings.push(
+      makeFinding('ILLUMIO_ROOT_CA_INTERMEDIATE', [location.namespace, location.name, c.key, c.fingerprint256], {
+        nodes: [],
+        message:
+          `ConfigMap ${where}, key ${c.key}: "${c.subject}" is an intermediate CA (issued by "${c.issuer}"), not the root CA the guide asks for, ` +
+          'and the root it leads to is not in the ConfigMap: clients built on OpenSSL will not trust the PCE through it',
+        remediation:
+          `Add the root CA "${c.issuer}" leads to (or put it in place of the intermediate): \`cat intermediate.crt root.crt > root-ca.crt && ${replaceCommand(location)}\`. ` +
+          'Go\'s TLS takes any certificate it is given as a trust anchor, so a Go client may accept the intermediate alone; OpenSSL, by default, ' +
+          'ends a chain only at a self-signed root (X509_V_FLAG_PARTIAL_CHAIN is off), so an OpenSSL client rejects the PCE with "unable to get issuer certificate". ' +
+          `Check with \`openssl verify -CAfile root-ca.crt pce.crt\` (the PCE's certificate), which must say OK. ${RESTART_AFTER_CHANGE}`,
+        evidence: { configMap: where, ...describe(c) },
+      }),
+    );
+  });
   const invalid = findings.some((f) => f.code === 'ILLUMIO_ROOT_CA_INVALID');
   return { state: invalid ? 'invalid' : 'ok', location, certificates, unparsable, trustAnchors, findings };
 }

@@ -7,6 +7,7 @@ import type { Engine } from '../engine.js';
 export const findingRoutes: FastifyPluginAsync<{ engine: Engine }> = async (app, { engine }) => {
   app.setValidatorCompiler(validatorCompiler);
   app.withTypeProvider<ZodTypeProvider>().get('/v1/findings', {
+    config: { access: 'reader' },
     schema: {
       summary: 'Active findings, most severe first, a page at a time; with the node counts',
       querystring: FindingQuery,

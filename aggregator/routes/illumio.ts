@@ -10,12 +10,15 @@ export const illumioRoutes: FastifyPluginAsync<{ checks: IllumioChecks }> = asyn
   app.setValidatorCompiler(validatorCompiler);
   const typed = app.withTypeProvider<ZodTypeProvider>();
   typed.get('/v1/readiness', {
+    config: { access: 'reader' },
     schema: { summary: 'May C-VEN be installed now? The guide\'s four steps, each ready, not-ready or unknown, with the deciding findings', response: { 200: Readiness } },
   }, async () => checks.readiness());
   typed.get('/v1/illumio/sizing', {
+    config: { access: 'reader' },
     schema: { summary: 'The resource tier for C-VEN, Kubelink and Storage, each input with its value, source and tier', response: { 200: IllumioSizing } },
   }, async () => checks.sizing());
   typed.get('/v1/illumio/values.yaml', {
+    config: { access: 'reader' },
     schema: { summary: 'The resources block to paste into illumio-values.yaml', response: { 200: z.string() } },
   }, async (_request, reply) => reply.type('text/yaml; charset=utf-8').serializer((payload: unknown) => payload as string).send(checks.valuesYaml()));
 };

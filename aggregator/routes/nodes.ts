@@ -9,6 +9,7 @@ export const nodeRoutes: FastifyPluginAsync<{ engine: Engine }> = async (app, { 
   app.setValidatorCompiler(validatorCompiler);
   const typed = app.withTypeProvider<ZodTypeProvider>();
   typed.get('/v1/nodes', {
+    config: { access: 'reader' },
     schema: {
       summary: 'Nodes that report or are in the cluster, in key order, a page at a time',
       querystring: NodeQuery,
@@ -17,6 +18,7 @@ export const nodeRoutes: FastifyPluginAsync<{ engine: Engine }> = async (app, { 
   }, async (request) => engine.listNodes(request.query));
 
   typed.get('/v1/nodes/:name', {
+    config: { access: 'reader' },
     schema: { summary: "A node's latest report and its active findings", params: NodeName, response: { 200: NodeDetail, 400: ApiError, 404: ApiError } },
   }, async (request) => {
     const node = engine.getNode(request.params.name);

@@ -13,15 +13,12 @@ import { nodeKey } from '../detect/finding.js';
 import { HttpError, makeErrorHandler } from '../errors.js';
 import { compileReportValidator, reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
 import { fingerprintOf } from '../reports/fingerprint.js';
-import type { senderHooks } from '../access/hooks.js';
 import type { Metrics } from '../metrics.js';
 import type { Engine } from '../engine.js';
 
 export interface ReportRouteOptions {
   engine: Engine;
   metrics: Metrics;
-  // Who may send which report (access/): before the body is read, then for its node and cluster.
-  access: ReturnType<typeof senderHooks>;
   bodyLimit: number;
 }
 
@@ -43,7 +40,7 @@ declare module 'fastify' {
   }
 }
 
-export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { engine, metrics, access, bodyLimit }) => {
+export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, { engine, metrics, bodyLimit }) => {
   // Encapsulated to this plugin: every refusal of a report, from the token check to the body
   // limit, is counted by reason; other routes' errors are not.
   app.setErrorHandler(makeErrorHandler((reason) => metrics.reportsRejected.inc({ reason })));
@@ -81,16 +78,15 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
     REPORTS_URL,
     {
       bodyLimit,
+      // Who may send which report (access/): the token before the body is read, then the
+      // report's node and cluster.
+      config: { access: 'agent' },
       schema: {
         summary: 'Submit a NodeReport (sent by the nodeprep agent)',
         body: reportJsonSchema(),
         response: { 202: ReportAccepted, 400: ApiError, 401: ApiError, 403: ApiError, 413: ApiError, 415: ApiError },
         security: [{ bearer: [] }],
       },
-      // Before the body is read, so a client without a valid token costs no parsing.
-      onRequest: access.onRequest,
-      // After validation: the sender may speak only for its own node and cluster.
-      preHandler: access.preHandler,
       // A report another schema version fails validation somewhere; say why instead of where.
       preValidation: (request, _reply, done) => {
         const version = (request.body as { schemaVersion?: unknown } | null)?.schemaVersion;

@@ -86,6 +86,31 @@ t.test('real collection in network namespaces', async (t) => {
     t.notOk(report!.errors.some((e) => e.source === 'iptables-nft-save'), 'the save itself worked: a table, not the source, is unreadable');
   });
 
+  t.test('a base chain iptables does not know: the table is not whole, and nft\'s chain is reported with its hook and priority', async (t) => {
+    const ns = createNetns();
+    t.teardown(() => ns.remove());
+    // The namespace of issue 20 (and of make-fixtures.sh's nft-base-chain-filter).
+    ns.exec('nft', ['add', 'table', 'ip', 'filter']);
+    ns.exec('nft', ['add', 'chain', 'ip', 'filter', 'myinput', '{ type filter hook input priority 5; }']);
+    ns.exec('nft', ['add', 'rule', 'ip', 'filter', 'myinput', 'accept']);
+    ns.exec('iptables-nft', ['-t', 'nat', '-A', 'POSTROUTING', '-s', '10.244.0.0/16', '-j', 'MASQUERADE']);
+    const before = ns.exec('nft', ['list', 'ruleset']);
+    const { status, report } = collect(['--node-name', 'n', '--host-root', path.join(HOST_FIXTURES, 'unique')], ns.name);
+    t.equal(status, 0);
+    t.ok(NodeReport.safeParse(report).success, 'valid report');
+    const set = report!.iptables.find((s) => s.family === 'ipv4' && s.backend === 'nft')!;
+    t.equal(set.verdict, 'incomplete', 'incomplete: the filter table is not whole');
+    const filter = set.tables.find((x) => x.name === 'filter')!;
+    t.match(filter, { complete: false, problem: /^iptables-nft-save leaves out base chains of this table; nft shows myinput \(filter hook input priority 5, 1 rule\); INPUT, FORWARD, OUTPUT, which iptables-nft-save printed, do not exist$/ });
+    t.same(filter.builtinChains, [], 'none of the chains iptables-nft-save declared exists');
+    t.same(filter.nftBaseChains, [{ name: 'myinput', type: 'filter', hook: 'input', priority: 5, policy: 'accept', ruleCount: 1 }]);
+    const nat = set.tables.find((x) => x.name === 'nat')!;
+    t.equal(nat.complete, true);
+    t.same(nat.builtinChains.find((c) => c.name === 'POSTROUTING')?.rules, [{ target: 'MASQUERADE' }]);
+    t.same(report!.errors, [], 'nothing failed');
+    t.equal(ns.exec('nft', ['list', 'ruleset']), before, 'the agent changed nothing');
+  });
+
   t.test('no legacy tables: the legacy save never runs, so the kernel creates none', async (t) => {
     const ns = createNetns();
     t.teardown(() => ns.remove());

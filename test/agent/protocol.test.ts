@@ -14,6 +14,7 @@ function largestReport(fill = WORST): NodeReport {
   const tablesTotal = LIMITS.iptablesEntries * LIMITS.tablesPerEntry;
   let rulesLeft: number = LIMITS.rulesPerReport;
   let namesLeft: number = LIMITS.userChainNamesPerReport;
+  let baseChainsLeft: number = LIMITS.nftBaseChainsPerReport;
   const entries = Array.from({ length: LIMITS.iptablesEntries }, () => ({
     family: 'ipv6' as const,
     backend: 'unknown' as const,
@@ -24,6 +25,8 @@ function largestReport(fill = WORST): NodeReport {
     tables: Array.from({ length: LIMITS.tablesPerEntry }, () => {
       const names = Array.from({ length: Math.min(namesLeft, Math.ceil(LIMITS.userChainNamesPerReport / tablesTotal)) }, () => s(LIMITS.chainName));
       namesLeft -= names.length;
+      const baseChains = Math.min(baseChainsLeft, LIMITS.nftBaseChainsPerTable);
+      baseChainsLeft -= baseChains;
       return {
         name: s(32),
         complete: false,
@@ -46,6 +49,9 @@ function largestReport(fill = WORST): NodeReport {
           names,
           namesOmitted: Number.MAX_SAFE_INTEGER,
         },
+        nftBaseChains: Array.from({ length: baseChains }, () => ({
+          name: s(LIMITS.chainName), type: 'filter' as const, hook: 'postrouting' as const, priority: -2147483648, policy: 'accept' as const, ruleCount: Number.MAX_SAFE_INTEGER,
+        })),
       };
     }),
   }));
@@ -103,6 +109,12 @@ t.test('no report the schema accepts exceeds MAX_REPORT_BYTES', async (t) => {
   const over = NodeReport.safeParse(report);
   t.notOk(over.success);
   t.match(over.error?.issues[0]?.message, /built-in chain rules per report/);
+  // And one nft base chain more than the total.
+  const chains = largestReport();
+  chains.iptables.at(-1)!.tables.at(-1)!.nftBaseChains = [chains.iptables[0]!.tables[0]!.nftBaseChains![0]!];
+  const tooMany = NodeReport.safeParse(chains);
+  t.notOk(tooMany.success);
+  t.match(tooMany.error?.issues[0]?.message, /at most 16 nft base chains per report, got 17/);
 });
 
 t.test('timestamps are bounded too: ISO-8601 admits any number of fraction digits', async (t) => {

@@ -35,7 +35,17 @@ t.test('defaults', async (t) => {
       checkIntervalSeconds: 600,
     },
     calicoConfigMaps: ['calico-config'],
+    publish: { report: true, events: true },
   });
+});
+
+t.test('publish: each outlet off by name, the ConfigMap and the Deployment by reference', async (t) => {
+  t.same(loadConfig({ PUBLISH_REPORT: 'off', PUBLISH_EVENTS: 'off' }).publish, { report: false, events: false });
+  t.same(loadConfig({ VALUES_CONFIGMAP: 'nodeprep/np-illumio-values', AGGREGATOR_DEPLOYMENT: 'nodeprep/np-aggregator' }).publish, {
+    report: true, events: true, valuesConfigMap: { namespace: 'nodeprep', name: 'np-illumio-values' }, deployment: { namespace: 'nodeprep', name: 'np-aggregator' },
+  });
+  t.throws(() => loadConfig({ PUBLISH_REPORT: 'yes' }), /PUBLISH_REPORT must be auto or off/);
+  t.throws(() => loadConfig({ VALUES_CONFIGMAP: 'np-illumio-values' }), /VALUES_CONFIGMAP must be <namespace>\/<name>/);
 });
 
 t.test('values, fractions, and empty meaning unset', async (t) => {

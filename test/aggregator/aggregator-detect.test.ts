@@ -304,3 +304,20 @@ t.test('finding ids are stable for the same problem and differ between problems'
   t.equal(a.id, findingId('CALICO_INSERT_MODE', ['n1']));
   t.match(a.id, /^[0-9a-f]{16}$/);
 });
+
+t.test('a table with another program\'s nft base chains: IPTABLES_INCOMPLETE names them and says where to look', async (t) => {
+  const myinput = { name: 'myinput', type: 'filter' as const, hook: 'input' as const, priority: 5, policy: 'accept' as const, ruleCount: 1 };
+  const input = { name: 'INPUT', type: 'filter' as const, hook: 'input' as const, priority: 0, policy: 'accept' as const, ruleCount: 2 };
+  const report = buildReport({ calico: 'append' });
+  const filter = { ...calicoTable('filter', { calico: 'append' }), complete: false, problem: 'iptables-nft-save leaves out base chains of this table; nft shows myinput', nftBaseChains: [input, myinput] };
+  report.iptables = [ruleset('ipv6', [filter], { verdict: 'incomplete' })];
+  const [finding] = analyzeNode(report, options).findings.filter((f) => f.code === 'IPTABLES_INCOMPLETE');
+  t.match(finding!.remediation, /^Another program created base chains with nft in iptables' own filter table: myinput \(hook input, priority 5, 1 rule\(s\)\)\. /, 'its own INPUT is not named');
+  t.match(finding!.remediation, /`nft list table ip6 filter`/);
+  t.same(finding!.evidence.nftBaseChains, [input, myinput]);
+  t.match(finding!.message, /nft shows myinput/);
+  // The same table with iptables' own chains only (an unreadable one): the usual remediation.
+  filter.nftBaseChains = [input];
+  const [plain] = analyzeNode(report, options).findings.filter((f) => f.code === 'IPTABLES_INCOMPLETE');
+  t.match(plain!.remediation, /agent's iptables is older than the one that wrote the rules/);
+});

@@ -41,6 +41,8 @@ const CASES: Case[] = [
   { node: 'pushed-down', host: 'illumio', dumps: ['ipv4/nft=foreign-first-insert.v4.nft.txt'], codes: ['CALICO_ILLUMIO_CONFLICT'] },
   // iptables-nft-save could not read the filter table: its mode is undetermined, the rest decides.
   { node: 'nft-incompatible', host: 'unique', dumps: ['ipv4/nft=bad/nft-incompatible-filter.txt'], codes: ['CALICO_INSERT_MODE', 'IPTABLES_INCOMPLETE'], mode: 'insert' },
+  // A base chain of another program's in iptables' filter table: filter is not whole, nat is.
+  { node: 'nft-base-chain', host: 'unique', dumps: ['ipv4/nft=bad/nft-base-chain-filter.txt'], codes: ['IPTABLES_INCOMPLETE'] },
   { node: 'leftover', host: 'unique', dumps: ['ipv4/nft=leftover-cali.v4.nft.txt'], codes: ['CALICO_STALE_CHAINS'] },
   { node: 'mixed-backends', host: 'unique', dumps: ['ipv4/nft=calico-append.v4.nft.txt', 'ipv4/legacy=docker.v4.legacy.txt'], codes: ['IPTABLES_MIXED_BACKENDS'] },
   { node: 'v6-insert', host: 'unique', dumps: ['ipv6/nft=calico-insert.v6.nft.txt'], codes: ['CALICO_INSERT_MODE'] },

@@ -3,7 +3,7 @@
 import { Writable } from 'node:stream';
 import t from 'tap';
 import { pino } from 'pino';
-import { logTransition } from '../../aggregator/alerts.js';
+import { logTransition } from '../../aggregator/publish/alert-log.js';
 import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
 import { Engine, type Transition } from '../../aggregator/engine.js';
 import type { NodeReport } from '../../protocol/report.js';

@@ -5,18 +5,20 @@
 import { spawn } from 'node:child_process';
 import { createSign } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { Reviews } from '../../aggregator/access/reviews.js';
 import { SenderPolicy } from '../../aggregator/access/policy.js';
 import { loadClusterAccess } from '../../aggregator/cluster/api.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
 import { eventually } from '../support/cluster.js';
-import { render } from '../support/helm.js';
 import { logCaughtUp } from '../support/log-caught-up.js';
-import { ApiServer, requireKube, type KubeObject } from '../support/kube-apiserver.js';
+import { accessCluster } from '../support/access-cluster.js';
+import { requireKube, type ApiServer } from '../support/kube-apiserver.js';
 import { testCa } from '../support/tls.js';
 
 const DUMP = `ipv4/nft=${path.join(IPTABLES_FIXTURES, 'calico-append.v4.nft.txt')}`;
@@ -55,22 +57,50 @@ async function tokenReviewsServed(api: ApiServer): Promise<number> {
   return total;
 }
 
+// What an OIDC or webhook authenticator may answer about a token it does not accept: a message
+// that names audiences, whoever the token's holder is.
+const WEBHOOK_TOKEN = 'webhook-token-of-nobody';
+const WEBHOOK_ERROR = 'token audience "other-app" does not match the expected audience';
+
+/**
+ * A token webhook (kube-apiserver --authentication-token-webhook-config-file) on loopback that
+ * refuses WEBHOOK_TOKEN with WEBHOOK_ERROR and knows no other token; the path of its config. It
+ * is audience-aware (it answers with the audiences asked for): kube-apiserver passes a webhook's
+ * answer on for a review with audiences only then.
+ */
+async function tokenWebhook(t: Test): Promise<string> {
+  const server = http.createServer((req, res) => {
+    let body = '';
+    req.on('data', (d) => (body += d));
+    req.on('end', () => {
+      const review = JSON.parse(body) as { spec: { token: string; audiences?: string[] } };
+      const known = review.spec.token === WEBHOOK_TOKEN;
+      res.setHeader('content-type', 'application/json');
+      const status = { authenticated: false, audiences: review.spec.audiences ?? [], ...(known ? { error: WEBHOOK_ERROR } : {}) };
+      res.end(JSON.stringify({ apiVersion: 'authentication.k8s.io/v1', kind: 'TokenReview', status }));
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-webhook-'));
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
+  const config = path.join(dir, 'webhook.kubeconfig');
+  const { port } = server.address() as AddressInfo;
+  writeFileSync(config, [
+    'apiVersion: v1', 'kind: Config',
+    'clusters:', '- name: webhook', '  cluster:', `    server: http://127.0.0.1:${port}/`,
+    'users:', '- name: apiserver', '  user: {}',
+    'contexts:', '- name: webhook', '  context: {cluster: webhook, user: apiserver}',
+    'current-context: webhook', '',
+  ].join('\n'));
+  return config;
+}
+
 async function run(): Promise<void> {
   t.setTimeout(240_000);
-  const api = await ApiServer.start();
-  t.teardown(() => api.stop());
-  const dir = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-identity-'));
-  t.teardown(() => rmSync(dir, { recursive: true, force: true }));
-  await api.ensureNamespace('nodeprep');
-
-  const rendered = render({ release: 'nodeprep', namespace: 'nodeprep' });
-  for (const o of rendered.filter((o) => ['ClusterRole', 'ClusterRoleBinding', 'ServiceAccount'].includes(o.kind))) await api.create(o as KubeObject);
-  for (const name of ['reader', 'intruder']) await api.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: 'nodeprep' } });
-  await api.create({
-    apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nodeprep-reader' },
-    roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodeprep-viewer' },
-    subjects: [{ kind: 'ServiceAccount', name: 'reader', namespace: 'nodeprep' }],
-  });
+  const webhook = await tokenWebhook(t);
+  const cluster = await accessCluster(t, { flags: [`--authentication-token-webhook-config-file=${webhook}`, '--authentication-token-webhook-version=v1'] });
+  const { api, dir, kubeconfig } = cluster;
   const pods: Record<string, string> = {};
   for (const node of ['n1', 'n2']) {
     await api.create({ apiVersion: 'v1', kind: 'Node', metadata: { name: node } });
@@ -90,8 +120,8 @@ async function run(): Promise<void> {
     wrongAudience: await agentToken('n1', ['somebody-else']),
     intruder: await agentToken('n1', ['nodeprep'], 'intruder'),
     unbound: await api.serviceAccountToken('nodeprep', 'nodeprep-agent', { audiences: ['nodeprep'] }),
-    reader: await api.serviceAccountToken('nodeprep', 'reader'),
-    notReader: await api.serviceAccountToken('nodeprep', 'intruder'),
+    reader: cluster.reader,
+    notReader: cluster.intruder,
   };
   const stale = expired(tokens.n1, readFileSync(path.join(api.dir, 'sa.key'), 'utf8'));
 
@@ -100,7 +130,6 @@ async function run(): Promise<void> {
   writeFileSync(path.join(dir, 'tls.crt'), serving.cert);
   writeFileSync(path.join(dir, 'tls.key'), serving.key);
   writeFileSync(path.join(dir, 'tokens'), 'edge-secret edge\n');
-  const kubeconfig = api.kubeconfigFor(await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator'), 'aggregator');
   const aggregator = await AggregatorProcess.start(
     {
       KUBECONFIG: kubeconfig, HOME: dir, AGENT_SERVICE_ACCOUNT: 'nodeprep/nodeprep-agent', AUTH_TOKEN_FILE: path.join(dir, 'tokens'),
@@ -122,7 +151,7 @@ async function run(): Promise<void> {
     t.equal((await send(reports.n2, tokens.n2)).status, 202, 'n2\'s token, n2\'s report');
     const cases: [string, string, string | undefined, number, RegExp][] = [
       ['another node\'s token', reports.n1, tokens.n2, 403, /the agent on node n2, and the report is for node n1/],
-      ['the wrong audience', reports.n1, tokens.wrongAudience, 403, /not for audience "nodeprep"/],
+      ['the wrong audience', reports.n1, tokens.wrongAudience, 403, /the token is for audience "somebody-else", not "nodeprep"/],
       ['another ServiceAccount', reports.n1, tokens.intruder, 403, /system:serviceaccount:nodeprep:intruder may not send reports/],
       ['an expired token', reports.n1, stale, 401, /not accepted: .*expired/i],
       ['a token bound to no pod', reports.n1, tokens.unbound, 403, /names no node/],
@@ -145,6 +174,19 @@ async function run(): Promise<void> {
       t.match(metrics, new RegExp(`nodeprep_reports_rejected_total\\{reason="${reason}"\\} ${count}\\b`), `${reason} counted`);
     }
     t.notOk(aggregator.lines.some((l) => l.includes(tokens.n1.slice(-20))), 'no token in the logs');
+  });
+
+  await t.test('"wrong audience" is what the API server verified, never an authenticator\'s wording', async (t) => {
+    // The webhook refuses its token with a message about audiences: a 401, the token is nobody's.
+    const webhooked = await send(reports.n1, WEBHOOK_TOKEN);
+    t.equal(webhooked.status, 401, 'a token the webhook authenticator refuses');
+    t.match(webhooked.message, WEBHOOK_ERROR, 'though its message, passed on, speaks of audiences');
+    // A JWT that claims another audience, signed by nobody the API server trusts.
+    const forged = `${tokens.wrongAudience.split('.').slice(0, 2).join('.')}.${Buffer.from('not the signature').toString('base64url')}`;
+    t.equal((await send(reports.n1, forged)).status, 401, 'a forged token claiming another audience');
+    const wrong = await send(reports.n1, tokens.wrongAudience);
+    t.equal(wrong.status, 403, 'a real token for another audience: the API server accepts it for that audience');
+    t.match(wrong.message, /the token is for audience "somebody-else", not "nodeprep": project the ServiceAccount token with audience nodeprep/);
   });
 
   await t.test('shared tokens: each bound to one cluster', async (t) => {
@@ -174,7 +216,7 @@ async function run(): Promise<void> {
     let clock = 1_000_000;
     let asked = 0;
     const cacheMs = 60_000;
-    const reviews = new Reviews(access.api, cacheMs, { asked: () => asked++, cached: () => {} }, () => clock);
+    const reviews = new Reviews(access.api, cacheMs, { asked: () => asked++, cached: () => {} }, { now: () => clock });
     const pod = await api.create({
       apiVersion: 'v1', kind: 'Pod', metadata: { name: 'nodeprep-agent-refresh', namespace: 'nodeprep' },
       spec: { nodeName: 'n1', serviceAccountName: 'nodeprep-agent', containers: [{ name: 'c', image: 'registry.invalid/x' }] },
@@ -203,6 +245,74 @@ async function run(): Promise<void> {
     t.equal(asked, 3, 'one review for it');
   });
 
+  await t.test('concurrent first requests with one token share one TokenReview', async (t) => {
+    const fresh = await agentToken('n2');
+    const before = await tokenReviewsServed(api);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => send(reports.n2, fresh)));
+    t.same([...new Set(answers.map((a) => a.status))], [202], 'twenty reports at once, each accepted');
+    t.equal(await tokenReviewsServed(api), before + 1, 'one TokenReview for them all');
+  });
+
+  /** Reviews of its own, with its own connection and request counts. */
+  const ownReviews = (t: Test, options: ConstructorParameters<typeof Reviews>[3] = {}) => {
+    const access = loadClusterAccess({ KUBECONFIG: kubeconfig, HOME: dir }, 'auto');
+    if (!('api' in access)) throw new Error(access.off);
+    t.teardown(() => access.api.close());
+    const asked = new Map<string, number>();
+    const reviews = new Reviews(access.api, 60_000, { asked: (kind) => asked.set(kind, (asked.get(kind) ?? 0) + 1), cached: () => {} }, options);
+    return { reviews, asked: (kind: string) => asked.get(kind) ?? 0, requests: (kind: string) => access.api.requests.get(kind) ?? 0 };
+  };
+
+  await t.test('a pod that is not found is an answer too, held for the refusal lifetime', async (t) => {
+    const { reviews, requests } = ownReviews(t);
+    for (let i = 0; i < 5; i++) t.equal(await reviews.podNode('nodeprep', 'no-such-pod', undefined), undefined, 'no node');
+    t.equal(requests('get'), 1, 'one GET of the pod for five look-ups');
+    t.equal(await reviews.podNode('nodeprep', 'nodeprep-agent-n1', pods['nodeprep-agent-n1']), 'n1');
+    t.equal(await reviews.podNode('nodeprep', 'nodeprep-agent-n1', pods['nodeprep-agent-n1']), 'n1');
+    t.equal(requests('get'), 2, 'and one for a pod that is there');
+  });
+
+  await t.test('a flood of unknown tokens does not push out the answers in use', async (t) => {
+    // Room for two answers of each kind: the agent's token stays through fifty refusals.
+    const { reviews, requests } = ownReviews(t, { entries: { accepted: 2, refused: 2 } });
+    const agent = await agentToken('n1');
+    t.match(await reviews.tokenReview(agent, ['nodeprep']), { authenticated: true });
+    for (let i = 0; i < 50; i++) t.match(await reviews.tokenReview(`unknown-${i}`, ['nodeprep']), { authenticated: false });
+    t.equal(requests('tokenreview'), 51);
+    t.match(await reviews.tokenReview(agent, ['nodeprep']), { authenticated: true });
+    t.equal(requests('tokenreview'), 51, 'the agent\'s answer was still there');
+    // Among acceptances, the least recently used goes first.
+    const others = [await agentToken('n2'), await agentToken('n2')];
+    await reviews.tokenReview(others[0]!, ['nodeprep']);
+    await reviews.tokenReview(agent, ['nodeprep']); // used: others[0] is now the least recent
+    await reviews.tokenReview(others[1]!, ['nodeprep']); // full: others[0] goes
+    t.equal(requests('tokenreview'), 53);
+    await reviews.tokenReview(agent, ['nodeprep']);
+    t.equal(requests('tokenreview'), 53, 'the answer in use stayed');
+    await reviews.tokenReview(others[0]!, ['nodeprep']);
+    t.equal(requests('tokenreview'), 54, 'the least recently used was asked again');
+  });
+
+  await t.test('a SubjectAccessReview answer is kept for everything it was asked with', async (t) => {
+    await api.create({
+      apiVersion: 'rbac.authorization.k8s.io/v1', kind: 'ClusterRoleBinding', metadata: { name: 'nodeprep-group-b-c' },
+      roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'nodeprep-viewer' },
+      subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'Group', name: 'b,c' }],
+    });
+    const { reviews, asked } = ownReviews(t);
+    const alice = { authenticated: true as const, username: 'alice', groups: ['a,b', 'c'], extra: {}, audiences: [] };
+    t.equal(await reviews.mayGet(alice, '/v1/findings'), false, 'groups "a,b" and "c": not bound');
+    t.equal(await reviews.mayGet({ ...alice, groups: ['a', 'b,c'] }, '/v1/findings'), true, 'groups "a" and "b,c": bound, not the answer for the other two');
+    t.equal(asked('subjectaccessreview'), 2);
+    await reviews.mayGet({ ...alice, uid: '1' }, '/v1/findings');
+    await reviews.mayGet({ ...alice, uid: '2' }, '/v1/findings');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a,b'] } }, '/v1/findings');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a', 'b'] } }, '/v1/findings');
+    t.equal(asked('subjectaccessreview'), 6, 'another uid or other extra values: another review (a webhook authorizer may decide by them)');
+    await reviews.mayGet({ ...alice, extra: { scope: ['a', 'b'] } }, '/v1/findings');
+    t.equal(asked('subjectaccessreview'), 6, 'the same again: cached');
+  });
+
   await t.test('readers: a token the viewer role allows, nothing else; probes are open', async (t) => {
     for (const route of ['/v1/findings', '/v1/nodes', '/v1/nodes/n1', '/metrics']) {
       t.equal((await aggregator.get(route, undefined)).status, 401, `${route} without a token`);
@@ -214,6 +324,25 @@ async function run(): Promise<void> {
     t.equal((await aggregator.get('/healthz', undefined)).status, 200);
     t.equal((await aggregator.get('/readyz', undefined)).status, 200);
     t.equal((await aggregator.get('/v1/nodes', tokens.n1)).status, 401, 'an agent\'s token (audience nodeprep) is no API token: it does not read');
+  });
+
+  await t.test('refusals stay logged whatever a reader sends: a path is no cause', async (t) => {
+    // Issue 20 item 2: 1,100 refused GETs of distinct paths used to fill the 1,024 causes for good.
+    for (const name of ['flood', 'late']) await api.create({ apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name, namespace: 'nodeprep' } });
+    const flood = await api.serviceAccountToken('nodeprep', 'flood');
+    const late = await api.serviceAccountToken('nodeprep', 'late');
+    const statuses = new Set<number>();
+    for (let i = 0; i < 1100; i += 50) {
+      const batch = await Promise.all(Array.from({ length: 50 }, (_, j) => aggregator.get(`/v1/nodes/x${i + j}`, flood)));
+      for (const res of batch) statuses.add(res.status);
+    }
+    t.same([...statuses], [403], 'each refused');
+    t.equal((await aggregator.get('/v1/findings', late)).status, 403);
+    const lines = (who: string) => aggregator.logged().filter((l) => l.msg === 'read refused' && String(l.cause).includes(`nodeprep:${who} `));
+    await logCaughtUp(() => lines('late').length > 0);
+    t.match(lines('late'), [{ reason: 'forbidden_reader', cause: 'reader system:serviceaccount:nodeprep:late on /v1/findings', route: 'GET /v1/findings' }], 'a new cause after the flood is logged');
+    t.equal(lines('flood').length, 1, 'the flood is one cause, logged once this minute');
+    t.notOk(aggregator.lines.some((l) => l.includes('/v1/nodes/x')), 'no requested path in the log');
   });
 
   await t.test('the node of a token that names only its pod comes from the pod', async (t) => {

@@ -12,6 +12,7 @@ import t from 'tap';
 import { parse } from 'yaml';
 import type { FindingList } from '../../protocol/api.js';
 import type { IllumioSizing, Readiness } from '../../protocol/illumio.js';
+import { makePki } from '../illumio/fixtures/pki.js';
 import { AggregatorProcess } from '../support/aggregator-process.js';
 import { eventually } from '../support/cluster.js';
 import { AGENT_BIN, IPTABLES_FIXTURES } from '../support/fixtures.js';
@@ -126,6 +127,25 @@ async function run(): Promise<void> {
     t.ok((await step('root-ca')).findings.includes(expiring.id), 'the expiring finding qualifies the step');
     t.equal((await aggregator.alertsFor('finding resolved', untrusted.id)).length, 1, 'resolved once');
     t.equal(aggregator.alerts('finding raised').filter((a) => a.id === untrusted.id).length, 1, 'raised once, though probed every second');
+  });
+
+  await t.test('an intermediate CA without its root: ILLUMIO_ROOT_CA_INTERMEDIATE; with the root: resolved', async (t) => {
+    const pki = makePki();
+    const withData = (pem: string) => ({ ...rootCa(privateCa.caFile), data: { 'root-ca.crt': pem } });
+    await api.must('PUT', '/api/v1/namespaces/illumio-system/configmaps/root-ca-config', withData(pki.intermediate.cert));
+    await until('the intermediate is named', async () => (await codes()).includes('ILLUMIO_ROOT_CA_INTERMEDIATE'));
+    const intermediate = (await findings()).find((f) => f.code === 'ILLUMIO_ROOT_CA_INTERMEDIATE')!;
+    t.equal(intermediate.severity, 'warning');
+    t.match(intermediate.message, /"CN=nodeprep test Intermediate CA" is an intermediate CA \(issued by "CN=nodeprep test Root CA"\), not the root CA the guide asks for/);
+    t.equal((await step('root-ca')).state, 'not-ready');
+    t.ok((await step('root-ca')).findings.includes(intermediate.id), 'it blocks the root CA step');
+    // The chain up to its self-signed root, in the same key: no longer an intermediate alone.
+    await api.must('PUT', '/api/v1/namespaces/illumio-system/configmaps/root-ca-config', withData(pki.intermediate.cert + pki.root.cert));
+    await until('the root is there', async () => !(await codes()).includes('ILLUMIO_ROOT_CA_INTERMEDIATE'));
+    t.equal((await aggregator.alertsFor('finding resolved', intermediate.id)).length, 1, 'resolved once');
+    // Back to the CA that signed this PCE, for the steps that follow.
+    await api.must('PUT', '/api/v1/namespaces/illumio-system/configmaps/root-ca-config', rootCa(privateCa.caFile));
+    await until('trusted again', async () => JSON.stringify((await codes()).filter((c) => c.startsWith('ILLUMIO_'))) === '["ILLUMIO_ROOT_CA_EXPIRING"]');
   });
 
   await t.test('C-VEN deployed with less than the tier: ILLUMIO_UNDERSIZED; resized: resolved', async (t) => {

@@ -202,9 +202,10 @@ t.test('recursiveReadOnly only where the cluster knows it', async (t) => {
 t.test('OpenShift: SCC binding, required-scc annotation, SELinux spc_t', async (t) => {
   const objects = render({ valuesFiles: ['ci/openshift-values.yaml'] });
   const { ds, c } = agentOf(objects);
-  const role = only(objects, 'Role');
+  // The agent's SCC Role (the aggregator's publish Roles are rbac.test.ts's).
+  const role = only(objects, 'Role', '-agent-scc');
   t.same(role.rules, [{ apiGroups: ['security.openshift.io'], resources: ['securitycontextconstraints'], resourceNames: ['privileged'], verbs: ['use'] }]);
-  const rb = only(objects, 'RoleBinding');
+  const rb = only(objects, 'RoleBinding', '-agent-scc');
   t.same(rb.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: role.metadata.name });
   t.same(rb.subjects, [{ kind: 'ServiceAccount', name: ds.spec.template.spec.serviceAccountName, namespace: 'nodeprep' }]);
   t.equal(ds.spec.template.metadata.annotations['openshift.io/required-scc'], 'privileged');
@@ -212,7 +213,7 @@ t.test('OpenShift: SCC binding, required-scc annotation, SELinux spc_t', async (
   t.same(c.securityContext.capabilities.add, ['NET_ADMIN', 'NET_RAW'], 'still only the two capabilities');
 
   const plain = render();
-  t.notOk(plain.some((o) => o.kind === 'Role' || o.kind === 'RoleBinding'), 'no SCC binding without openshift.enabled');
+  t.notOk(plain.some((o) => (o.kind === 'Role' || o.kind === 'RoleBinding') && o.metadata.name.endsWith('-scc')), 'no SCC binding without openshift.enabled');
   t.notOk(agentOf(plain).c.securityContext.seLinuxOptions, 'no SELinux override without openshift.enabled');
 });
 

@@ -168,6 +168,10 @@ t.test('the aggregator\'s environment: cluster view, identity, TLS, Illumio', as
     KUBELINK_DEPLOYMENT: 'illumio-kubelink',
     ROOT_CA_CONFIGMAP: 'illumio-system/root-ca-config',
     CALICO_CONFIGMAPS: 'calico-config',
+    PUBLISH_REPORT: 'auto',
+    PUBLISH_EVENTS: 'auto',
+    AGGREGATOR_DEPLOYMENT: 'nodeprep/nodeprep-aggregator',
+    VALUES_CONFIGMAP: 'nodeprep/nodeprep-illumio-values',
     TLS_CERT_FILE: '/etc/nodeprep/tls/tls.crt',
     TLS_KEY_FILE: '/etc/nodeprep/tls/tls.key',
   }, 'defaults: no CLUSTER_NAME, no AUTH_TOKEN_FILE, no optional Illumio inputs');

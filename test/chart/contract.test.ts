@@ -31,7 +31,7 @@ for (const { name, opts } of scenarios) {
     const deploy = objects.find((o) => o.kind === 'Deployment');
     if (deploy) {
       const c = deploy.spec.template.spec.containers[0];
-      const cm = only(objects, 'ConfigMap');
+      const cm = only(objects, 'ConfigMap', '-aggregator');
       const names = [...((c.env ?? []) as Any[]).map((e) => e.name as string), ...Object.keys(cm.data)];
       for (const n of names) t.ok(aggregatorVars.has(n), `aggregator reads ${n}`);
     }

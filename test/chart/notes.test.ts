@@ -68,3 +68,18 @@ t.test('the central aggregator names its shared tokens', async (t) => {
   const text = notes(['-f', `${chartDir}/ci/shared-tokens-values.yaml`]);
   t.match(text, 'Agents of other clusters are accepted with the "<token> <cluster>" lines of Secret\n  nodeprep-shared-tokens (key tokens).');
 });
+
+t.test('the findings in the Kubernetes API: the report, Events and the values ConfigMap, each as published', async (t) => {
+  const text = notes();
+  t.match(text, 'IN THE KUBERNETES API');
+  t.match(text, /\n {2}kubectl get clusterreports\n {2}kubectl describe clusterreport nodeprep\n/);
+  t.match(text, 'aggregator.publish.report.installCrds=true', 'the CRD is not installed by default: says where it comes from');
+  t.match(text, /\n {2}kubectl events --for node\/<node> -n default\n {2}kubectl -n nodeprep describe deployment nodeprep-aggregator\n/);
+  t.match(text, "kubectl -n nodeprep get configmap nodeprep-illumio-values -o jsonpath='{.data.illumio-values\\.yaml}'");
+  t.notMatch(notes(['--set', 'aggregator.publish.report.installCrds=true']), 'installCrds=true', 'CRDs installed: no hint');
+  const noEvents = notes(['--set', 'aggregator.publish.events.enabled=false', '--set', 'aggregator.publish.report.enabled=false']);
+  t.notMatch(noEvents, 'kubectl events');
+  t.notMatch(noEvents, 'clusterreport');
+  t.match(noEvents, 'nodeprep-illumio-values', 'the values ConfigMap still');
+  t.notMatch(notes(['-f', `${chartDir}/ci/cluster-view-off-values.yaml`, '--set', 'aggregator.tls.enabled=false']), 'IN THE KUBERNETES API', 'no cluster view: nothing published');
+});

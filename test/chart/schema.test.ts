@@ -73,6 +73,14 @@ const bad: [string, Record<string, unknown>, RegExp][] = [
   ['negative workload count', { 'illumio.workloads': -1 }, /at '\/illumio\/workloads'/],
   ['Calico ConfigMap name with capitals', { 'aggregator.clusterView.calicoConfigMaps': ['Calico'] }, /at '\/aggregator\/clusterView\/calicoConfigMaps\/0'/],
   ['typo in the TLS block', { 'aggregator.tls.enable': true }, /at '\/aggregator\/tls': additional properties 'enable' not allowed/],
+  ['disabling an alert the chart does not have', { 'aggregator.prometheusRule.defaultRules.disabled': ['NodeprepAgentDown'] }, /at '\/aggregator\/prometheusRule\/defaultRules\/disabled\/0': value must be one of 'NodeprepAggregatorDown'/],
+  ['a runbook base URL without a scheme', { 'aggregator.prometheusRule.runbookBaseUrl': 'wiki.example.com/runbooks' }, /at '\/aggregator\/prometheusRule\/runbookBaseUrl': 'wiki.example.com\/runbooks' does not match pattern/],
+  ['a rule selector with braces', { 'aggregator.prometheusRule.selector': '{job="nodeprep"}' }, /at '\/aggregator\/prometheusRule\/selector'/],
+  ['an alert label Prometheus would refuse', { 'aggregator.prometheusRule.defaultRules.additionalRuleLabels': { 'team-name': 'platform' } }, /at '\/aggregator\/prometheusRule\/defaultRules\/additionalRuleLabels': additional properties 'team-name' not allowed/],
+  ['an additional rule without expr', { 'aggregator.prometheusRule.additionalRules': [{ alert: 'Mine' }] }, /at '\/aggregator\/prometheusRule\/additionalRules\/0': missing property 'expr'/],
+  ['an additional rule that is neither alert nor record', { 'aggregator.prometheusRule.additionalRules': [{ expr: 'up' }] }, /at '\/aggregator\/prometheusRule\/additionalRules\/0'/],
+  ['a typo in the dashboard block', { 'aggregator.grafanaDashboard.enable': true }, /at '\/aggregator\/grafanaDashboard': additional properties 'enable' not allowed/],
+  ['a dashboard namespace that is not a DNS-1123 label', { 'aggregator.grafanaDashboard.namespace': 'Monitoring' }, /at '\/aggregator\/grafanaDashboard\/namespace': 'Monitoring' does not match pattern/],
 ];
 
 for (const [what, set, message] of bad) {

@@ -40,7 +40,7 @@ t.test('default: ServiceAccount tokens, no shared token anywhere', async (t) => 
     agent: { projected: { serviceAccountToken: { audience: 'nodeprep', expirationSeconds: 3600, path: 'token' } } },
     aggregator: undefined,
   }, 'the agent sends its projected token; the aggregator has no token file');
-  const cm = only(objects, 'ConfigMap').data;
+  const cm = only(objects, 'ConfigMap', '-aggregator').data;
   t.equal(cm.AGENT_SERVICE_ACCOUNT, 'nodeprep/nodeprep-agent', 'the aggregator knows whose tokens to accept');
   t.equal(cm.AGENT_TOKEN_AUDIENCE, 'nodeprep', 'and for which audience');
 });
@@ -114,6 +114,6 @@ t.test('the agent ServiceAccount is never the namespace\'s default one', async (
   t.not(res.status, 0);
   t.match(res.stderr, /agent\.serviceAccount\.create=false needs agent\.serviceAccount\.name/);
   const named = render({ set: { 'agent.serviceAccount.create': false, 'agent.serviceAccount.name': 'node-agent' } });
-  t.equal(only(named, 'ConfigMap').data.AGENT_SERVICE_ACCOUNT, 'nodeprep/node-agent');
+  t.equal(only(named, 'ConfigMap', '-aggregator').data.AGENT_SERVICE_ACCOUNT, 'nodeprep/node-agent');
   t.equal(only(named, 'DaemonSet').spec.template.spec.serviceAccountName, 'node-agent');
 });

@@ -147,6 +147,11 @@ t.test('each step\'s other outcomes', async (t) => {
     { name: 'ConfigMap missing, finding not passed along', change: { rootCa: { state: 'missing' } }, step: 1, state: 'not-ready', reason: /no root CA ConfigMap/ },
     { name: 'ConfigMap invalid', change: { rootCa: { state: 'invalid' }, findings: [finding('ILLUMIO_ROOT_CA_INVALID', 'cm')] }, step: 1, state: 'not-ready', reason: /no usable CA/, decided: 'all' },
     { name: 'PCE untrusted', change: { findings: [finding('ILLUMIO_PCE_TLS_UNTRUSTED', 'pce')] }, step: 1, state: 'not-ready', reason: /does not verify/, decided: 'all' },
+    {
+      name: 'an intermediate CA without its root',
+      change: { rootCa: { state: 'ok' }, findings: checkRootCa({ location: DEFAULT_ROOT_CA_LOCATION, configMap: { ...DEFAULT_ROOT_CA_LOCATION, data: { 'root-ca.crt': pki.intermediate.cert } }, now }).findings },
+      step: 1, state: 'not-ready', reason: /^the root CA ConfigMap holds an intermediate CA without its root$/, decided: 'all',
+    },
     { name: 'PCE unreachable', change: { rootCa: { state: 'ok', pceOutcome: 'unreachable' }, findings: [finding('ILLUMIO_PCE_UNREACHABLE', 'pce')] }, step: 1, state: 'unknown', reason: /could not be reached/, decided: 'all' },
     { name: 'a CA expiring soon', change: { findings: [finding('ILLUMIO_ROOT_CA_EXPIRING', 'cm')] }, step: 1, state: 'ready', reason: /expires soon/, decided: 'all' },
     { name: 'PCE untrusted, finding not passed along', change: { rootCa: { state: 'ok', pceOutcome: 'untrusted' } }, step: 1, state: 'not-ready', reason: /does not verify/ },

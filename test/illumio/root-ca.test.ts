@@ -1,7 +1,10 @@
 // checkRootCa against certificates made by openssl: a root CA, a bundle with the intermediate,
 // an expired CA, one expiring in 10 days, not-CA certificates, a truncated PEM, DER and no PEM.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import t from 'tap';
 import type { PceProbe } from '../../aggregator/illumio/pce-tls.js';
 import { checkRootCa, DEFAULT_ROOT_CA_LOCATION, pemBlocks, type RootCaConfigMap, type RootCaLocation } from '../../aggregator/illumio/root-ca.js';
@@ -207,6 +210,52 @@ t.test('ILLUMIO_ROOT_CA_EXPIRING: within 30 days by default, configurable', asyn
   t.same(check(cm, { expiringDays: 5 }).findings, [], 'not within 5 days');
   t.equal(check(cm, { expiringDays: 11 }).findings.length, 1, 'within 11 days');
   t.same(check(configMap({ 'leaf.crt': pki.pceLeaf.cert }), { expiringDays: 400 }).certificates[0]!.problems, ['not-ca'], 'only a CA is said to be expiring');
+});
+
+t.test('ILLUMIO_ROOT_CA_INTERMEDIATE: an intermediate CA without the root it leads to', async (t) => {
+  // What the warning says of OpenSSL, shown with openssl itself: the intermediate alone does not
+  // verify the PCE's certificate; with the root it does, and so it does when partial chains are allowed.
+  const verify = (anchors: string[], extra: string[] = []) => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'nodeprep-verify-'));
+    try {
+      writeFileSync(path.join(dir, 'ca.crt'), anchors.join(''));
+      writeFileSync(path.join(dir, 'pce.crt'), pki.pceLeaf.cert);
+      return spawnSync('openssl', ['verify', ...extra, '-CAfile', 'ca.crt', 'pce.crt'], { cwd: dir, encoding: 'utf8' });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  t.not(verify([pki.intermediate.cert]).status, 0, 'openssl verify: the intermediate alone is not enough');
+  t.match(verify([pki.intermediate.cert]).stdout + verify([pki.intermediate.cert]).stderr, /unable to get issuer certificate/);
+  t.equal(verify([pki.intermediate.cert, pki.root.cert]).status, 0, 'with its root it is');
+  t.equal(verify([pki.intermediate.cert], ['-partial_chain']).status, 0, 'and so it is where partial chains are allowed (as Go does)');
+
+  const alone = check(configMap({ 'root-ca.crt': pki.intermediate.cert }));
+  t.equal(alone.state, 'ok', 'a valid CA certificate: not invalid');
+  t.equal(alone.findings.length, 1);
+  const f = alone.findings[0]!;
+  t.equal(f.code, 'ILLUMIO_ROOT_CA_INTERMEDIATE');
+  t.equal(f.severity, 'warning');
+  t.equal(
+    f.message,
+    'ConfigMap illumio-system/root-ca-config, key root-ca.crt: "CN=nodeprep test Intermediate CA" is an intermediate CA (issued by "CN=nodeprep test Root CA"), ' +
+      'not the root CA the guide asks for, and the root it leads to is not in the ConfigMap: clients built on OpenSSL will not trust the PCE through it',
+  );
+  t.match(f.remediation, /Go's TLS takes any certificate it is given as a trust anchor.*OpenSSL, by default, ends a chain only at a self-signed root/);
+  t.match(f.remediation, '--dry-run=client -o yaml | kubectl apply -f -');
+  t.match(f.evidence, { key: 'root-ca.crt', subject: 'CN=nodeprep test Intermediate CA', issuer: 'CN=nodeprep test Root CA', ca: true, selfSigned: false });
+  for (const line of bodyLines(pki.intermediate.cert)) t.notOk(JSON.stringify(f).includes(line), 'no PEM in the finding');
+
+  // The chain up to a self-signed root is there: in the same key, or in another.
+  t.same(check(configMap({ 'root-ca.crt': `${pki.intermediate.cert}${pki.root.cert}` })).findings, [], 'intermediate and root in one file');
+  t.same(check(configMap({ 'a.crt': pki.intermediate.cert }, { 'z.crt': Buffer.from(pki.root.cert).toString('base64') })).findings, [], 'the root in another key');
+  // A root, but not this intermediate's: still no chain.
+  const unrelated = check(configMap({ 'root-ca.crt': `${pki.intermediate.cert}${pki.otherRoot.cert}` }));
+  t.same(unrelated.findings.map((x) => x.code), ['ILLUMIO_ROOT_CA_INTERMEDIATE'], 'another root does not complete the chain');
+  t.equal(unrelated.findings[0]!.id, f.id, 'the same certificate in the same ConfigMap, the same id');
+  // A root with the right name and another key did not sign the intermediate: no chain either.
+  const impostor = check(configMap({ 'root-ca.crt': `${pki.intermediate.cert}${pki.impostorRoot.cert}` }));
+  t.same(impostor.findings.map((x) => x.code), ['ILLUMIO_ROOT_CA_INTERMEDIATE'], 'a root of the same name and another key does not complete it');
 });
 
 t.test('findings are stable per certificate and per ConfigMap', async (t) => {

@@ -5,7 +5,11 @@
 // heartbeat, for ten minutes, through faults: the aggregator killed, the API server restarted,
 // 500 nodes deleted, a token used for another node. It checks that exactly the expected findings
 // are active, that nothing was raised or resolved spuriously, that no report was lost, and how
-// many TokenReviews it cost; and it prints the figures.
+// many TokenReviews it cost; and it prints the figures, each compared in the printout with its
+// target where there is one: the outlets' (issue 21: report writes at steady state, the report's
+// size, Events written and dropped across the faults) and what the cluster view's watches cost
+// the API server (issue 20, item 5: watch requests a minute of a steady view, lists after the API
+// server restart).
 //
 //   npm run test:scale                      (SCALE_NODES=1000 SCALE_SOAK_SECONDS=120 for a short run)
 import { createHash, randomUUID } from 'node:crypto';
@@ -84,6 +88,8 @@ async function run(): Promise<void> {
     return s.desiredNumberScheduled === N - TAINTED && s.numberAvailable === N - TAINTED;
   });
   figures['agent pods Running after helm install'] = `${N - TAINTED} in ${((Date.now() - at) / 1000).toFixed(1)} s`;
+  // The OpenReports CRD, as Kyverno would have installed it: the report object is written.
+  await api.installCrds('openreports.io_clusterreports');
 
   // ---- the aggregator, as the chart's ServiceAccount ----
   const kubeconfig = api.kubeconfigFor(await api.serviceAccountToken('nodeprep', 'nodeprep-aggregator', { expirationSeconds: 24 * 3600 }), 'aggregator');
@@ -99,6 +105,8 @@ async function run(): Promise<void> {
     // A node without a report for five heartbeats has no agent: the first reports of thousands
     // of agents (each a TokenReview) must all be in before anything is said.
     NODE_NO_AGENT_GRACE_SECONDS: String(TTL_S), CALICO_DRIFT_GRACE_SECONDS: '60',
+    // The outlets as the chart configures them (its aggregator ConfigMap).
+    AGGREGATOR_DEPLOYMENT: 'nodeprep/nodeprep-aggregator', VALUES_CONFIGMAP: 'nodeprep/nodeprep-illumio-values',
   };
 
   // The baseline for the cluster view's memory: the same aggregator, view off, no reports.
@@ -116,6 +124,24 @@ async function run(): Promise<void> {
   await new Promise((r) => setTimeout(r, 2000));
   const rssViewOnly = processUsage(aggregator.child.pid!).rssMiB;
   figures['memory the cluster view costs'] = `${(rssViewOnly - rssOff).toFixed(1)} MiB for ${N} nodes, ${(((rssViewOnly - rssOff) * 1024 * 1024) / N).toFixed(0)} bytes a node (RSS ${rssViewOnly.toFixed(1)} MiB with the view, ${rssOff.toFixed(1)} MiB without)`;
+
+  // What the aggregator asked of the API server (nodeprep_kube_api_requests_total), of one kind or all.
+  const kubeRequests = async (kind?: string) => {
+    const text = (await aggregator.get<string>('/metrics')).body;
+    let total = 0;
+    for (const m of text.matchAll(/^nodeprep_kube_api_requests_total\{kind="([^"]+)"\} (\d+)$/gm)) if (kind === undefined || m[1] === kind) total += Number(m[2]);
+    return total;
+  };
+  // The watch requests of a steady view (every informer listed and watching, no fault): counted in
+  // windows, the first aggregator's life after its view was whole and the restarted one's after
+  // the API server restart, so that neither the first watches nor the faults count.
+  const resources = Object.keys((await aggregator.get<{ clusterView: { resources: Record<string, string> } }>('/readyz')).body.clusterView.resources).length;
+  const steadyWatches = { minutes: 0, watches: 0 };
+  let steadyFrom = { at: Date.now(), watches: await kubeRequests('watch') };
+  const steadyUntil = async () => {
+    steadyWatches.minutes += (Date.now() - steadyFrom.at) / 60_000;
+    steadyWatches.watches += (await kubeRequests('watch')) - steadyFrom.watches;
+  };
 
   // ---- the agents: one token per agent pod, bound to it ----
   const pods = (await api.must<{ items: { metadata: { name: string; uid: string }; spec: { nodeName: string } }[] }>('GET', '/api/v1/namespaces/nodeprep/pods?fieldSelector=spec.serviceAccountName%3Dnodeprep-agent')).items;
@@ -157,14 +183,6 @@ async function run(): Promise<void> {
     for (const f of all.filter((f) => f.code === 'MACHINE_ID_DUPLICATE')) t.match(f.evidence, { nodeCount: 2, sources: { agent: 2, kubelet: 0 } });
   });
 
-  // A steady minute of the API's cost: requests the aggregator made per node per minute.
-  const kubeRequests = async () => {
-    const text = (await aggregator.get<string>('/metrics')).body;
-    let total = 0;
-    for (const m of text.matchAll(/^nodeprep_kube_api_requests_total\{kind="([^"]+)"\} (\d+)$/gm)) total += Number(m[2]);
-    return total;
-  };
-
   await t.test('facts change on two nodes: raised, then resolved, each once', async (t) => {
     await soakAt(Math.min(60, SOAK_S * 0.1));
     const before = await kubeRequests();
@@ -194,10 +212,13 @@ async function run(): Promise<void> {
   });
 
   let figuresBeforeKill = load.figures;
+  let publishBeforeKill: PublishCounts | undefined;
   let restartedAt = Date.now();
   await t.test('the aggregator killed and restarted: all findings back within one heartbeat', async (t) => {
     await soakAt(SOAK_S * 0.3);
     const steady = (await findings()).map(key).sort();
+    publishBeforeKill = await publishCounts(aggregator);
+    await steadyUntil();
     await aggregator.stop('SIGKILL');
     figuresBeforeKill = load.resetFigures();
     const restarted = Date.now();
@@ -213,11 +234,21 @@ async function run(): Promise<void> {
   await t.test('the API server restarted: the informers recover, no alert', async (t) => {
     await soakAt(SOAK_S * 0.45);
     const before = aggregator.alerts('finding raised').length + aggregator.alerts('finding resolved').length;
+    // An informer lists again only when the server has forgotten its version (410), and says so.
+    const relists = () => aggregator.logged().filter((l) => l.msg === 'cluster view: the watch\'s version expired; listing again').map((l) => String(l.resource));
+    const relistsBefore = relists().length;
+    const listsBefore = await kubeRequests('list');
     await api.stopApiServer();
     await new Promise((r) => setTimeout(r, 5000));
     await api.startApiServer();
     await eventually('the view synced again', 300, async () => (await aggregator.get<{ clusterView: { state: string } }>('/readyz')).body.clusterView.state === 'synced');
     await new Promise((r) => setTimeout(r, 3 * HEARTBEAT_S * 1000));
+    const relisted = relists().slice(relistsBefore);
+    figures['relists after the API server restart'] =
+      `${relisted.length} of ${resources} informers listed again (${relisted.join(', ') || 'none'}), ${(await kubeRequests('list')) - listsBefore} list requests ` +
+      `(pages of 500, the Illumio checks' pod counts included); target: no list while the version is valid (the only API server, restarted, ` +
+      `has forgotten versions older than its start: at most one list per informer, ${resources})${relisted.length > resources ? ' MISSED' : ''}`;
+    steadyFrom = { at: Date.now(), watches: await kubeRequests('watch') };
     t.equal(aggregator.alerts('finding raised').length + aggregator.alerts('finding resolved').length, before, 'nothing raised or resolved');
     t.same((await findings()).map(key).sort(), expectedSteady(alive));
   });
@@ -239,6 +270,16 @@ async function run(): Promise<void> {
     t.same((await findings()).map(key).sort(), expectedSteady(alive));
   });
 
+  await t.test('the outlets at steady state: report writes in a quiet minute, the report\'s size', async (t) => {
+    const before = await publishCounts(aggregator);
+    await new Promise((r) => setTimeout(r, 60_000));
+    const after = await publishCounts(aggregator);
+    figures['report writes at steady state'] = `${after.reportApplied - before.reportApplied} in a minute of heartbeats with nothing changing (target 0)`;
+    const report = await api.must<{ results: unknown[]; summary: Record<string, number> }>('GET', '/apis/openreports.io/v1alpha1/clusterreports/nodeprep');
+    figures['report object'] = `${(Buffer.byteLength(JSON.stringify(report)) / 1024).toFixed(1)} KiB as the API server returns it, ${report.results.length} results (${JSON.stringify(report.summary)}); ${(after.reportBytes / 1024).toFixed(1)} KiB applied`;
+    t.ok(report.results.length >= 4, 'the report is there, with the four steps at least');
+  });
+
   await t.test('a token used for another node: refused and counted', async (t) => {
     const victim = agentOf.get(name(0))!;
     const thief = agentOf.get(name(1))!;
@@ -248,6 +289,11 @@ async function run(): Promise<void> {
 
   await t.test('nothing lost, TokenReviews cached, every alert once', async (t) => {
     await soakAt(SOAK_S);
+    await steadyUntil();
+    const perResourcePer5 = steadyWatches.watches / resources / (steadyWatches.minutes / 5);
+    figures['watch requests, steady view'] =
+      `${steadyWatches.watches} in ${steadyWatches.minutes.toFixed(1)} min for ${resources} resources: ${(steadyWatches.watches / steadyWatches.minutes).toFixed(2)} a minute, ` +
+      `${perResourcePer5.toFixed(2)} per resource per 5 min (target: at most 1, ${perResourcePer5 <= 1 ? 'met' : 'MISSED'}; each watch asks for 5 to 10 min)`;
     await load.stop();
     const metrics = (await aggregator.get<string>('/metrics')).body;
     const received = Number(/^nodeprep_reports_received_total (\d+)$/m.exec(metrics)?.[1]);
@@ -258,6 +304,8 @@ async function run(): Promise<void> {
     const lifetimeS = (Date.now() - soakStart) / 1000 - SOAK_S * 0.3;
     const bound = (N - TAINTED) * (Math.ceil(lifetimeS / 300) + 1) + 100;
     t.ok(reviews <= bound, `TokenReviews ${reviews} at most one per token per cache lifetime (${bound})`);
+    const publish = addCounts(publishBeforeKill, await publishCounts(aggregator));
+    figures['Events across the faults'] = `${publish.eventsCreated} created, ${publish.eventsPatched} counted again in their series, ${publish.eventsDropped} dropped (${JSON.stringify(publish.droppedBy)}); report applied ${publish.reportApplied} times, ${publish.reportFailed} failed`;
     figures.TokenReviews = `${reviews} for ${N - TAINTED} agent tokens over ${lifetimeS.toFixed(0)} s (cache 300 s), plus the test's readers`;
     const raised = aggregator.alerts('finding raised').map((a) => a.id);
     t.equal(new Set(raised).size, raised.length, 'the restarted aggregator raised each finding once');
@@ -281,6 +329,44 @@ async function run(): Promise<void> {
   const table = Object.entries(figures).map(([k, v]) => `  ${k.padEnd(width)}  ${v}`).join('\n');
   process.stdout.write(`\n# scale figures (${N} nodes, heartbeat ${HEARTBEAT_S} s, soak ${SOAK_S} s)\n${table}\n`);
   writeFileSync(path.join(os.tmpdir(), 'nodeprep-scale-figures.txt'), table + '\n');
+}
+
+interface PublishCounts {
+  reportApplied: number;
+  reportFailed: number;
+  reportBytes: number;
+  eventsCreated: number;
+  eventsPatched: number;
+  eventsDropped: number;
+  droppedBy: Record<string, number>;
+}
+
+/** The outlets' counters (aggregator/publish/) of one aggregator process. */
+async function publishCounts(aggregator: AggregatorProcess): Promise<PublishCounts> {
+  const text = (await aggregator.get<string>('/metrics')).body;
+  const one = (pattern: RegExp) => Number(pattern.exec(text)?.[1] ?? 0);
+  const droppedBy: Record<string, number> = {};
+  for (const m of text.matchAll(/^nodeprep_events_dropped_total\{reason="([^"]+)"\} (\d+)$/gm)) if (Number(m[2]) > 0) droppedBy[m[1]!] = Number(m[2]);
+  return {
+    reportApplied: one(/^nodeprep_report_writes_total\{result="applied"\} (\d+)$/m),
+    reportFailed: one(/^nodeprep_report_writes_total\{result="failed"\} (\d+)$/m),
+    reportBytes: one(/^nodeprep_report_bytes (\d+)$/m),
+    eventsCreated: one(/^nodeprep_events_written_total\{action="create"\} (\d+)$/m),
+    eventsPatched: one(/^nodeprep_events_written_total\{action="patch"\} (\d+)$/m),
+    eventsDropped: Object.values(droppedBy).reduce((a, b) => a + b, 0),
+    droppedBy,
+  };
+}
+
+/** Two processes' counters as one (the aggregator is killed and restarted during the soak). */
+function addCounts(a: PublishCounts | undefined, b: PublishCounts): PublishCounts {
+  if (!a) return b;
+  const droppedBy = { ...a.droppedBy };
+  for (const [k, v] of Object.entries(b.droppedBy)) droppedBy[k] = (droppedBy[k] ?? 0) + v;
+  return {
+    reportApplied: a.reportApplied + b.reportApplied, reportFailed: a.reportFailed + b.reportFailed, reportBytes: b.reportBytes,
+    eventsCreated: a.eventsCreated + b.eventsCreated, eventsPatched: a.eventsPatched + b.eventsPatched, eventsDropped: a.eventsDropped + b.eventsDropped, droppedBy,
+  };
 }
 
 /** A healthy node's report, as its agent would send it, with collectedAt left to the sender. */

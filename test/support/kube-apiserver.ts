@@ -183,12 +183,13 @@ export class ApiServer {
     this.track(this.etcd, 'etcd');
   }
 
-  /** Starts kube-apiserver on this server's port and waits for /readyz. */
-  async startApiServer(): Promise<void> {
-    this.apiserver = spawn(path.join(this.bin, 'kube-apiserver'), [
+  /** kube-apiserver's flags for this server's etcd, certificates and keys, on `port`. */
+  private apiServerArgs(port: number): string[] {
+    return [
       `--etcd-servers=http://127.0.0.1:${this.etcdPort}`,
       '--bind-address=127.0.0.1',
-      `--secure-port=${this.port}`,
+      `--secure-port=${port}`,
+      // A second server (startPeer) finds the first one's serving certificate here and uses it.
       `--cert-dir=${path.join(this.dir, 'certs')}`,
       '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
       `--service-account-key-file=${path.join(this.dir, 'sa.key')}`,
@@ -200,7 +201,12 @@ export class ApiServer {
       '--allow-privileged=true',
       '--profiling=false',
       ...this.flags,
-    ], { stdio: ['ignore', 'pipe', 'pipe'] });
+    ];
+  }
+
+  /** Starts kube-apiserver on this server's port and waits for /readyz. */
+  async startApiServer(): Promise<void> {
+    this.apiserver = spawn(path.join(this.bin, 'kube-apiserver'), this.apiServerArgs(this.port), { stdio: ['ignore', 'pipe', 'pipe'] });
     this.track(this.apiserver, 'apiserver');
     await waitFor('kube-apiserver /readyz', 60, async () => {
       if (!existsSync(this.caFile)) return false;
@@ -213,15 +219,27 @@ export class ApiServer {
     writeFileSync(this.adminKubeconfig, this.kubeconfigText(this.adminToken, 'admin'), { mode: 0o600 });
   }
 
+  /**
+   * A second kube-apiserver on the same etcd, certificate and keys, on a port of its own, as in
+   * an HA control plane where either server answers any client; `flags` come after this server's
+   * (a later flag wins). Stopped with this server; resolves once its /readyz says ok.
+   */
+  async startPeer(flags: string[] = []): Promise<{ port: number; stop: () => Promise<void> }> {
+    const port = await freePort();
+    const child = this.spawnComponent('kube-apiserver', [...this.apiServerArgs(port), ...flags]);
+    await waitFor('the second kube-apiserver /readyz', 60, async () => {
+      const res = await request(`https://127.0.0.1:${port}/readyz`, { dispatcher: this.dispatcher, headers: { authorization: `Bearer ${this.adminToken}` } }).catch(() => undefined);
+      await res?.body.dump();
+      return res?.statusCode === 200;
+    }, () => this.recentLogs());
+    return { port, stop: () => stopGracefully(child, 10_000) };
+  }
+
   /** Stops kube-apiserver only (etcd keeps the data): for tests of what survives an outage. */
   async stopApiServer(): Promise<void> {
     const child = this.apiserver;
     this.apiserver = undefined;
-    if (!child || child.exitCode !== null) return;
-    const exited = new Promise((resolve) => child.once('exit', resolve));
-    child.kill('SIGTERM');
-    await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-    if (child.exitCode === null) child.kill('SIGKILL');
+    await stopGracefully(child, 10_000);
   }
 
   /** The admin's kubeconfig with another identity's bearer token, written to a file. */
@@ -336,12 +354,7 @@ export class ApiServer {
 
   async stop(): Promise<void> {
     await this.stopApiServer();
-    const etcd = this.etcd;
-    if (etcd && etcd.exitCode === null) {
-      const exited = new Promise((resolve) => etcd.once('exit', resolve));
-      etcd.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 5_000))]);
-    }
+    await stopGracefully(this.etcd, 5_000);
     this.stopSync();
   }
 
@@ -364,6 +377,15 @@ export function collectionPath(obj: KubeObject): string {
   const base = version.includes('/') ? `/apis/${version}` : `/api/${version}`;
   const ns = obj.metadata.namespace;
   return ns ? `${base}/namespaces/${ns}/${plural}` : `${base}/${plural}`;
+}
+
+/** SIGTERM, and SIGKILL if it has not exited within `ms`. */
+async function stopGracefully(child: ChildProcess | undefined, ms: number): Promise<void> {
+  if (!child || child.exitCode !== null) return;
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await Promise.race([exited, new Promise((r) => setTimeout(r, ms))]);
+  if (child.exitCode === null) child.kill('SIGKILL');
 }
 
 /** Kills and removes what a killed earlier test run left behind. */

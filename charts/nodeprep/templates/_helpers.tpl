@@ -166,6 +166,24 @@ The CA the agents trust, as "configMap" (agent.aggregatorCA, for an aggregator e
 {{- end }}
 {{- end }}
 
+{{/* Where the aggregator publishes (aggregator.publish): "true" when it does, which needs the cluster view's API access. */}}
+{{- define "nodeprep.publish.report" -}}
+{{- if and (include "nodeprep.aggregator.clusterView" .) .Values.aggregator.publish.report.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "nodeprep.publish.events" -}}
+{{- if and (include "nodeprep.aggregator.clusterView" .) .Values.aggregator.publish.events.enabled }}true{{ end }}
+{{- end }}
+
+{{- define "nodeprep.publish.valuesConfigMap" -}}
+{{- if and (include "nodeprep.aggregator.clusterView" .) .Values.aggregator.publish.valuesConfigMap.enabled }}true{{ end }}
+{{- end }}
+
+{{/* The ConfigMap with the Illumio values (VALUES_CONFIGMAP): <fullname>-illumio-values. */}}
+{{- define "nodeprep.valuesConfigMapName" -}}
+{{- printf "%s-illumio-values" (include "nodeprep.fullname" . | trunc 48 | trimSuffix "-") }}
+{{- end }}
+
 {{/* Names the aggregator may read among ConfigMaps: the Illumio root CA and Calico's. */}}
 {{- define "nodeprep.aggregator.configMapNames" -}}
 {{- $names := list .Values.illumio.rootCaConfigMap.name }}
