@@ -52,7 +52,7 @@ t.test('no nf_tables in the kernel: no nft command, no monitor; nf_tables loaded
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
 
   const cmd = parseAgentArgs(['run', '--node-name', 'n1', '--host-root', path.join(dir, 'host'), '--proc-net', procNet, '--aggregator-url', `http://127.0.0.1:${(server.address() as AddressInfo).port}`, '--sample-interval', '0.05', '--heartbeat-interval', '3600'], {});
-  cmd.kernelModules = { procModules, modulesBuiltin: path.join(dir, 'none'), sysModule: path.join(dir, 'none') };
+  cmd.kernelModules = { procModules, modulesBuiltin: path.join(dir, 'none'), sysModule: path.join(dir, 'none'), kallsyms: path.join(dir, 'none') };
   const logs: string[] = [];
   const stop = new AbortController();
   const done = runAgent(cmd, pino({ level: 'info' }, { write: (line: string) => logs.push(line) }), { signal: stop.signal });
