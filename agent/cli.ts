@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import type { Backend, Family } from '../protocol/report.js';
 import { CLUSTER_NAME_RULE, NODE_NAME_RULE, isClusterName, isNodeName } from '../protocol/names.js';
 import type { DumpSource } from './collect.js';
+import type { KernelModulePaths } from './nf-tables.js';
 
 export const USAGE = `usage: nodeprep-agent <collect|run> [options]
 
@@ -48,6 +49,8 @@ export interface AgentCommand {
   cluster?: string;
   dumps: DumpSource[];
   procNet: string;
+  // Where nf-tables.ts looks for nf_tables; set by tests only (the defaults are the host's).
+  kernelModules?: Partial<KernelModulePaths>;
   aggregatorUrl?: string;
   tokenFile?: string;
   caFile?: string;

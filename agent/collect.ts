@@ -10,6 +10,7 @@ import { collectIllumioMarkers } from './collect-illumio.js';
 import { collectHostIptables, rulesetFromFile, type SaveBackend, type SaveOutcome } from './collect-iptables.js';
 import { collectNftTables } from './collect-nft.js';
 import { COMMAND_TIMEOUT_MS } from './exec.js';
+import { kernelModulePaths, nfTablesPresent, readNfTablesState, type KernelModulePaths } from './nf-tables.js';
 import { MACHINE_ID_FILES, readMachineIdFile, type MachineIdRead } from './machine-id.js';
 import { fitRulesets, printableReport } from './report-limits.js';
 import { AGENT_VERSION } from './version.js';
@@ -27,6 +28,8 @@ export interface CollectOptions {
   /** When set, rulesets come from these files and no iptables or nft command runs. */
   dumps?: DumpSource[];
   procNet?: string;
+  /** Where nf-tables.ts looks for nf_tables (tests point these at fixtures). */
+  kernelModules?: Partial<KernelModulePaths>;
 }
 
 export type IllumioMarkers = NodeReport['illumio'];
@@ -71,7 +74,15 @@ export async function collectReport(opts: CollectOptions, sources: Sources = HOS
 
 /** Every source at once: `collect`, and `run --once`. */
 export async function collectSample(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<Sample> {
-  const [host, rulesets, nft] = await Promise.all([collectHostFiles(opts, sources), collectRulesets(opts, sources), collectNft(opts, sources)]);
+  // Without nf_tables in the kernel no nft-backed command runs (it would load the module): the
+  // report has no nft ruleset and no error, as without legacy tables (nf-tables.ts).
+  const fromDumps = opts.dumps !== undefined && opts.dumps.length > 0;
+  const nftPresent = fromDumps || nfTablesPresent(await readNfTablesState(kernelModulePaths(opts.hostRoot, opts.kernelModules)));
+  const [host, rulesets, nft] = await Promise.all([
+    collectHostFiles(opts, sources),
+    collectRulesets(opts, sources, nftPresent ? undefined : ['legacy']),
+    nftPresent ? collectNft(opts, sources) : { source: 'nft', value: [] },
+  ]);
   return { ...host, rulesets, nft };
 }
 

@@ -16,6 +16,7 @@ import { assembleReport, collectHostFiles, collectNft, collectRulesets, collectS
 import { killRunningCommands } from './exec.js';
 import { HeadWatch, HeadWriters } from './head-watch.js';
 import { LatestSample } from './latest-sample.js';
+import { kernelModulePaths, nfTablesPresent, readNfTablesState, type NfTablesState } from './nf-tables.js';
 import { ReadSchedule, type Reads } from './read-schedule.js';
 import { createSender, type SendResult } from './sender.js';
 import { SourceHysteresis } from './source-hysteresis.js';
@@ -72,7 +73,7 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
     backoffMaxMs: clamp(sampleMs, 200, 15_000),
     retries: cmd.once ? 4 : 2,
   });
-  const options: CollectOptions = { hostRoot: cmd.hostRoot, nodeName: cmd.nodeName!, cluster: cmd.cluster, dumps: cmd.dumps, procNet: cmd.procNet };
+  const options: CollectOptions = { hostRoot: cmd.hostRoot, nodeName: cmd.nodeName!, cluster: cmd.cluster, dumps: cmd.dumps, procNet: cmd.procNet, kernelModules: cmd.kernelModules };
   const sources = deps.sources ?? HOST_SOURCES;
   const hysteresis = new SourceHysteresis();
   const stop = new AbortController();
@@ -155,7 +156,7 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
     const watch = new HeadWatch(Math.max(FIGHT_WINDOW_MS, cmd.heartbeatIntervalS * 3000));
     const wake = new Wake();
     let listenerState: 'never' | 'listening' | 'down' = 'never';
-    listener = makeListener?.(
+    const events: MonitorEvents = 
       {
         commit: (commit) => {
           writers.record(commit);
@@ -180,17 +181,36 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
           latest.listenerFailed(`${message}; reading the rulesets every ${cmd.sampleIntervalS} s meanwhile`);
           wake.ring();
         },
-      },
-      { overflowHoldMs: sampleMs },
-    );
-    log.info({ aggregator: cmd.aggregatorUrl, sampleIntervalS: cmd.sampleIntervalS, heartbeatIntervalS: cmd.heartbeatIntervalS, readRulesets: listener ? 'on-change' : 'every-sample' }, 'agent started');
-    // The first read comes after the listener subscribed: no commit falls between the two.
-    listener?.start();
-    await listener?.ensureListening(LISTEN_WAIT_MS);
+      };
+    log.info({ aggregator: cmd.aggregatorUrl, sampleIntervalS: cmd.sampleIntervalS, heartbeatIntervalS: cmd.heartbeatIntervalS, readRulesets: makeListener ? 'on-change' : 'every-sample' }, 'agent started');
+    // nf_tables is looked for at every sample, without netlink (nf-tables.ts): while it is not in
+    // the kernel no nft-backed command runs and no listener starts, as the legacy saves wait for
+    // the legacy tables. It may come later (kube-proxy or Calico loading it): the listener starts then.
+    const kernelPaths = kernelModulePaths(cmd.hostRoot, cmd.kernelModules);
+    let nfTables: NfTablesState | undefined;
+    const nftPresent = async (): Promise<boolean> => {
+      if (fromDumps) return true; // no command runs: the dumps stand for the host
+      const state = await readNfTablesState(kernelPaths);
+      if (state !== nfTables && (nfTables !== undefined || !nfTablesPresent(state))) {
+        log.info({ nfTables: state, was: nfTables ?? 'unknown' }, nfTablesPresent(state) ? 'nf_tables in the kernel; reading the nft backend' : 'nf_tables not in the kernel; not reading the nft backend');
+      }
+      nfTables = state;
+      if (!nfTablesPresent(state)) return false;
+      if (!listener && makeListener) {
+        listener = makeListener(events, { overflowHoldMs: sampleMs });
+        // The first read comes after the listener subscribed: no commit falls between the two.
+        listener.start();
+        await listener.ensureListening(LISTEN_WAIT_MS);
+      }
+      return true;
+    };
 
     while (!stop.signal.aborted) {
+      const nft = await nftPresent();
+      if (stop.signal.aborted) break;
       const started = Date.now();
-      const reads = schedule.due(started, listener?.listening ?? false);
+      const due = schedule.due(started, listener?.listening ?? false);
+      const reads = nft ? due : { ...due, nft: false, nftTables: false };
       if (reads.host || reads.nft || reads.legacy || reads.nftTables) {
         // A listener held after an overflow starts again before the read, not after it.
         if (reads.nft && listener && !listener.listening) await listener.ensureListening(LISTEN_WAIT_MS);
@@ -200,6 +220,11 @@ export async function runAgent(cmd: AgentCommand, log: Logger = pino({ level: cm
         if (read.host) latest.setHost(read.host);
         if (read.rulesets) latest.setRulesets(read.backends, read.rulesets);
         if (read.nftTables) latest.setNftTables(read.nftTables);
+        if (!nft) {
+          // As for legacy without tables: no nft ruleset in the report, and no error.
+          latest.setRulesets(['nft'], []);
+          latest.setNftTables({ source: 'nft', value: [] });
+        }
         if (reads.host && listener?.listening) latest.listenerUp();
         const { report } = assembleReport(latest.sample(), options);
         const headChanges = read.rulesets ? watch.observe(report, started, writers.writerOf) : watch.recent(started);
