@@ -5,11 +5,12 @@ import { parseArgs } from 'node:util';
 import type { Backend, Family } from '../protocol/report.js';
 import { CLUSTER_NAME_RULE, NODE_NAME_RULE, isClusterName, isNodeName } from '../protocol/names.js';
 import type { DumpSource } from './collect.js';
+import type { KernelModulePaths } from './nf-tables.js';
 
 export const USAGE = `usage: nodeprep-agent <collect|run> [options]
 
   collect                 collect once and print the report (JSON) on stdout; sends nothing
-  run                     collect every --sample-interval seconds and send to the aggregator
+  run                     read the host, and send to the aggregator when the facts change
 
 options (environment variable in brackets):
   --host-root DIR         where the host's filesystem is mounted [HOST_ROOT] (default /host)
@@ -23,7 +24,14 @@ run only:
   --aggregator-url URL    where to send reports [AGGREGATOR_URL]
   --token-file FILE       bearer token, re-read when it changes [AGGREGATOR_TOKEN_FILE]
   --ca-file FILE          CA bundle for an https aggregator [AGGREGATOR_CA_FILE]
-  --sample-interval S     seconds between samples [SAMPLE_INTERVAL] (default 15)
+  --sample-interval S     seconds between samples of the machine ID files and the legacy
+                          iptables backend; the nftables rulesets are read at most this
+                          often [SAMPLE_INTERVAL] (default 15)
+  --read-rulesets WHEN    on-change: read the nftables rulesets when the kernel says they
+                          changed (xtables-monitor), every-sample: at every sample
+                          [READ_RULESETS] (default on-change)
+  --full-read-interval S  read everything at least this often, changed or not
+                          [FULL_READ_INTERVAL] (default 1800)
   --heartbeat-interval S  send at least this often, changed or not [HEARTBEAT_INTERVAL] (default 60)
   --health-file FILE      touched after every sample, for a liveness probe [HEALTH_FILE]
   --once                  send one report and exit (non-zero if it was not delivered)
@@ -41,15 +49,22 @@ export interface AgentCommand {
   cluster?: string;
   dumps: DumpSource[];
   procNet: string;
+  // Where nf-tables.ts looks for nf_tables; set by tests only (the defaults are the host's).
+  kernelModules?: Partial<KernelModulePaths>;
   aggregatorUrl?: string;
   tokenFile?: string;
   caFile?: string;
   sampleIntervalS: number;
+  readRulesets: ReadRulesets;
+  fullReadIntervalS: number;
   heartbeatIntervalS: number;
   healthFile?: string;
   once: boolean;
   logLevel: string;
 }
+
+export const READ_RULESETS = ['on-change', 'every-sample'] as const;
+export type ReadRulesets = (typeof READ_RULESETS)[number];
 
 export class UsageError extends Error {
   override name = 'UsageError';
@@ -72,6 +87,8 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentCom
         'token-file': { type: 'string' },
         'ca-file': { type: 'string' },
         'sample-interval': { type: 'string' },
+        'read-rulesets': { type: 'string' },
+        'full-read-interval': { type: 'string' },
         'heartbeat-interval': { type: 'string' },
         'health-file': { type: 'string' },
         once: { type: 'boolean' },
@@ -102,11 +119,16 @@ export function parseAgentArgs(argv: string[], env: NodeJS.ProcessEnv): AgentCom
     tokenFile: opt(v['token-file'], 'AGGREGATOR_TOKEN_FILE'),
     caFile: opt(v['ca-file'], 'AGGREGATOR_CA_FILE'),
     sampleIntervalS: seconds('--sample-interval', opt(v['sample-interval'], 'SAMPLE_INTERVAL'), 15),
+    readRulesets: (opt(v['read-rulesets'], 'READ_RULESETS') ?? 'on-change') as ReadRulesets,
+    fullReadIntervalS: seconds('--full-read-interval', opt(v['full-read-interval'], 'FULL_READ_INTERVAL'), 1800),
     heartbeatIntervalS: seconds('--heartbeat-interval', opt(v['heartbeat-interval'], 'HEARTBEAT_INTERVAL'), 60),
     healthFile: opt(v['health-file'], 'HEALTH_FILE'),
     once: v.once ?? false,
     logLevel: opt(v['log-level'], 'LOG_LEVEL') ?? 'info',
   };
+  if (!(READ_RULESETS as readonly string[]).includes(out.readRulesets)) {
+    throw new UsageError(`--read-rulesets: "${out.readRulesets}" is not one of ${READ_RULESETS.join(', ')}`);
+  }
   if (!(LOG_LEVELS as readonly string[]).includes(out.logLevel)) {
     throw new UsageError(`--log-level: "${out.logLevel}" is not a level; use one of ${LOG_LEVELS.join(', ')}`);
   }

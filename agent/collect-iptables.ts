@@ -22,11 +22,17 @@ const LEGACY_TABLE_LISTS: Record<Family, string> = { ipv4: 'ip_tables_names', ip
 /** One save that ran: its command, and the ruleset it printed or why it failed. */
 export type SaveOutcome = { source: string; ruleset: IptablesRuleset; error?: undefined } | { source: string; ruleset?: undefined; error: string };
 
-/** `procNet` is the network namespace's /proc/net: with hostNetwork, the host's. */
-export async function collectHostIptables(procNet = '/proc/net'): Promise<SaveOutcome[]> {
+export type SaveBackend = 'nft' | 'legacy';
+
+/**
+ * `procNet` is the network namespace's /proc/net: with hostNetwork, the host's. `backends`: the
+ * saves to run (agent/run.ts reads the nft backend when it changes, the legacy one every sample).
+ */
+export async function collectHostIptables(procNet = '/proc/net', backends: readonly SaveBackend[] = ['nft', 'legacy']): Promise<SaveOutcome[]> {
   const jobs: Promise<SaveOutcome | undefined>[] = [];
   for (const family of ['ipv4', 'ipv6'] as const) {
-    jobs.push(saveAndParse(family, 'nft'));
+    if (backends.includes('nft')) jobs.push(saveAndParse(family, 'nft'));
+    if (!backends.includes('legacy')) continue;
     jobs.push(
       legacyTablesLoaded(path.join(procNet, LEGACY_TABLE_LISTS[family])).then((loaded) =>
         loaded ? saveAndParse(family, 'legacy') : undefined,

@@ -7,9 +7,10 @@
 import { LIMITS, SCHEMA_VERSION } from '../protocol/limits.js';
 import type { NodeReport, Backend, CollectionError, Family, IptablesRuleset, MachineIdFile, NftTable } from '../protocol/report.js';
 import { collectIllumioMarkers } from './collect-illumio.js';
-import { collectHostIptables, rulesetFromFile, type SaveOutcome } from './collect-iptables.js';
+import { collectHostIptables, rulesetFromFile, type SaveBackend, type SaveOutcome } from './collect-iptables.js';
 import { collectNftTables } from './collect-nft.js';
 import { COMMAND_TIMEOUT_MS } from './exec.js';
+import { kernelModulePaths, nfTablesPresent, readNfTablesState, type KernelModulePaths } from './nf-tables.js';
 import { MACHINE_ID_FILES, readMachineIdFile, type MachineIdRead } from './machine-id.js';
 import { fitRulesets, printableReport } from './report-limits.js';
 import { AGENT_VERSION } from './version.js';
@@ -27,6 +28,8 @@ export interface CollectOptions {
   /** When set, rulesets come from these files and no iptables or nft command runs. */
   dumps?: DumpSource[];
   procNet?: string;
+  /** Where nf-tables.ts looks for nf_tables (tests point these at fixtures). */
+  kernelModules?: Partial<KernelModulePaths>;
 }
 
 export type IllumioMarkers = NodeReport['illumio'];
@@ -35,7 +38,8 @@ export type IllumioMarkers = NodeReport['illumio'];
 export interface Sources {
   machineId(hostRoot: string, file: string): Promise<MachineIdRead>;
   illumio(hostRoot: string): Promise<IllumioMarkers>;
-  iptables(procNet: string | undefined): Promise<SaveOutcome[]>;
+  /** The saves of these backends (both when not given). */
+  iptables(procNet: string | undefined, backends?: readonly SaveBackend[]): Promise<SaveOutcome[]>;
   nft(): Promise<{ tables: NftTable[]; errors: CollectionError[] }>;
 }
 
@@ -60,21 +64,34 @@ export interface Sample {
   // One per iptables-save run or dump file; no ruleset when it failed.
   rulesets: Sourced<IptablesRuleset | undefined>[];
   nft: Sourced<NftTable[]>;
+  // The listener that tells `run` of nftables commits (xtables-monitor.ts): only its failure.
+  listener?: Sourced<undefined>;
 }
 
 export async function collectReport(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<{ report: NodeReport; collectedAnything: boolean }> {
   return assembleReport(await collectSample(opts, sources), opts);
 }
 
+/** Every source at once: `collect`, and `run --once`. */
 export async function collectSample(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<Sample> {
+  // Without nf_tables in the kernel no nft-backed command runs (it would load the module): the
+  // report has no nft ruleset and no error, as without legacy tables (nf-tables.ts).
   const fromDumps = opts.dumps !== undefined && opts.dumps.length > 0;
-  const [etc, dbus, illumio, rulesets, nft] = await Promise.all([
+  const nftPresent = fromDumps || nfTablesPresent(await readNfTablesState(kernelModulePaths(opts.hostRoot, opts.kernelModules)));
+  const [host, rulesets, nft] = await Promise.all([
+    collectHostFiles(opts, sources),
+    collectRulesets(opts, sources, nftPresent ? undefined : ['legacy']),
+    nftPresent ? collectNft(opts, sources) : { source: 'nft', value: [] },
+  ]);
+  return { ...host, rulesets, nft };
+}
+
+/** The host's files: cheap, read every sample. */
+export async function collectHostFiles(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<Pick<Sample, 'etc' | 'dbus' | 'illumio'>> {
+  const [etc, dbus, illumio] = await Promise.all([
     timed('machine-id', sources.machineId(opts.hostRoot, MACHINE_ID_FILES.etc)),
     timed('dbus-machine-id', sources.machineId(opts.hostRoot, MACHINE_ID_FILES.dbus)),
     timed('illumio', sources.illumio(opts.hostRoot)),
-    fromDumps ? readDumps(opts.dumps!) : timed('iptables', sources.iptables(opts.procNet)),
-    // A dump says nothing about nftables, and the agent then runs no command at all.
-    fromDumps ? NO_NFT_TABLES : timed('nft', sources.nft()),
   ]);
   const machineId = (source: string, r: Timed<MachineIdRead>): Sourced<MachineIdFile> =>
     r.error !== undefined ? { source, value: { status: 'missing' }, error: r.error } : { source, value: r.value.file, ...(r.value.error ? { error: r.value.error } : {}) };
@@ -82,15 +99,24 @@ export async function collectSample(opts: CollectOptions, sources: Sources = HOS
     etc: machineId(MACHINE_ID_FILES.etc, etc),
     dbus: machineId(MACHINE_ID_FILES.dbus, dbus),
     illumio: illumio.error === undefined ? { source: 'illumio', value: illumio.value } : { source: 'illumio', value: { hostDataDir: false, serverVen: false }, error: illumio.error },
-    rulesets:
-      rulesets.error === undefined
-        ? rulesets.value.map((r) => (r.error === undefined ? { source: r.source, value: r.ruleset } : { source: r.source, value: undefined, error: r.error }))
-        : [{ source: 'iptables', value: undefined, error: rulesets.error }],
-    nft:
-      nft.error === undefined
-        ? { source: 'nft', value: nft.value.tables, ...(nft.value.errors.length > 0 ? { error: nft.value.errors.map((e) => e.message).join('; ') } : {}) }
-        : { source: 'nft', value: [], error: nft.error },
   };
+}
+
+/** The iptables rulesets of these backends (both when not given), or the dumps. */
+export async function collectRulesets(opts: CollectOptions, sources: Sources = HOST_SOURCES, backends?: readonly SaveBackend[]): Promise<Sample['rulesets']> {
+  const fromDumps = opts.dumps !== undefined && opts.dumps.length > 0;
+  const rulesets = fromDumps ? await readDumps(opts.dumps!) : await timed('iptables', sources.iptables(opts.procNet, backends));
+  return rulesets.error === undefined
+    ? rulesets.value.map((r) => (r.error === undefined ? { source: r.source, value: r.ruleset } : { source: r.source, value: undefined, error: r.error }))
+    : [{ source: 'iptables', value: undefined, error: rulesets.error }];
+}
+
+/** The nftables tables nodeprep looks for. A dump says nothing about them: no command runs. */
+export async function collectNft(opts: CollectOptions, sources: Sources = HOST_SOURCES): Promise<Sample['nft']> {
+  const nft = opts.dumps !== undefined && opts.dumps.length > 0 ? NO_NFT_TABLES : await timed('nft', sources.nft());
+  return nft.error === undefined
+    ? { source: 'nft', value: nft.value.tables, ...(nft.value.errors.length > 0 ? { error: nft.value.errors.map((e) => e.message).join('; ') } : {}) }
+    : { source: 'nft', value: [], error: nft.error };
 }
 
 /** A sample as NodeReport: every failed source an entry in `errors`, every string printable. */
@@ -117,6 +143,7 @@ export function assembleReport(sample: Sample, opts: CollectOptions): { report: 
   };
   report.iptables = fitRulesets(sample.rulesets.map(take).filter((r) => r !== undefined));
   report.nftTables = take(sample.nft);
+  if (sample.listener) take(sample.listener);
   report.errors = errors.slice(0, LIMITS.errors);
   const collectedAnything =
     report.iptables.length > 0 || report.machineId.etc.status !== 'missing' || report.machineId.dbus.status !== 'missing' || report.nftTables.length > 0;

@@ -456,7 +456,7 @@ function declareChain(table: TableState, text: string, from: number, to: number)
  * (a comment may itself contain " -j "). Returns undefined when a quote is left open: the line was
  * cut short.
  */
-function parseRule(text: string, from: number, to: number): Rule | undefined {
+export function parseRule(text: string, from: number, to: number): Rule | undefined {
   let target = '';
   let comment: string | undefined;
   let expect: 'target' | 'comment' | undefined;

@@ -44,6 +44,7 @@ async function collectOnce(cmd: AgentCommand): Promise<number> {
     cluster: cmd.cluster,
     dumps: cmd.dumps,
     procNet: cmd.procNet,
+    kernelModules: cmd.kernelModules,
   });
   process.stdout.write(JSON.stringify(report, null, 2) + '\n');
   for (const e of report.errors) process.stderr.write(`nodeprep-agent: ${e.source}: ${e.message}\n`);

@@ -23,21 +23,23 @@ export class SourceHysteresis {
 
   /** The sample as the report should tell it, given the samples before it. */
   smooth(sample: Sample): Sample {
-    const seen = new Set<string>();
     const out: Sample = {
-      etc: this.apply(sample.etc, seen),
-      dbus: this.apply(sample.dbus, seen),
-      illumio: this.apply(sample.illumio, seen),
-      rulesets: sample.rulesets.map((r) => this.apply(r, seen)),
-      nft: this.apply(sample.nft, seen),
+      etc: this.apply(sample.etc),
+      dbus: this.apply(sample.dbus),
+      illumio: this.apply(sample.illumio),
+      rulesets: sample.rulesets.map((r) => this.apply(r)),
+      nft: this.apply(sample.nft),
     };
-    // A source that did not run (a legacy save once the legacy tables are gone) starts afresh.
-    for (const source of this.states.keys()) if (!seen.has(source)) this.states.delete(source);
+    this.retain([out.etc, out.dbus, out.illumio, ...out.rulesets, out.nft].map((p) => p.source));
     return out;
   }
 
-  private apply<T>(part: Sourced<T>, seen: Set<string>): Sourced<T> {
-    seen.add(part.source);
+  /**
+   * One source's fresh result as the reports should tell it, given its results before. Call it
+   * once per time the source is read, not per report: the agent reads its sources at different
+   * rates (run.ts), and a result reported twice is not a second success or failure.
+   */
+  apply<T>(part: Sourced<T>): Sourced<T> {
     let state = this.states.get(part.source);
     if (!state) this.states.set(part.source, (state = { failures: 0, successes: 0 }));
     if (part.error === undefined) {
@@ -56,5 +58,11 @@ export class SourceHysteresis {
     if (state.reported === undefined && state.failures < 2 && state.lastGood) return { source: part.source, value: state.lastGood.value as T };
     state.reported = part.error;
     return part;
+  }
+
+  /** Forgets every source but these: one that no longer runs (a legacy save once the legacy tables are gone) starts afresh. */
+  retain(sources: Iterable<string>): void {
+    const keep = new Set(sources);
+    for (const source of this.states.keys()) if (!keep.has(source)) this.states.delete(source);
   }
 }

@@ -24,6 +24,7 @@ export const LIMITS = {
   message: 256,
   linkTarget: 1024, // the D-Bus copy's link is "/etc/machine-id"; a longer one is cut
   headChanges: 32,
+  processName: 16, // the kernel's comm: TASK_COMM_LEN is 16 with the NUL
   // nft base chains of tables iptables-nft-save could not list (report.ts NftBaseChain): a table
   // has one per hook at most in practice; the total keeps the worst case within the 256 KiB.
   nftBaseChainsPerTable: 8,

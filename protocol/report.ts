@@ -148,6 +148,12 @@ export const HeadChange = z.strictObject({
   from: text(LIMITS.chainName),
   to: text(LIMITS.chainName),
   at: timestamp(),
+  // The process whose nftables commit added the rule now at the head, as the kernel names it
+  // (at most 15 characters: iptables-nft-restore is "iptables-nft-re"). Absent where nobody told
+  // the agent: the legacy backend, a commit the listener missed, an agent before this field.
+  // An aggregator that predates the field refuses it as an unknown field; the agent then sends
+  // its reports without it for a while (agent/run.ts), so either side may be upgraded first.
+  by: text(LIMITS.processName).optional(),
 });
 export type HeadChange = z.infer<typeof HeadChange>;
 

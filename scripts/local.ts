@@ -4,6 +4,7 @@
 // running until Ctrl-C. The agent only reads: it runs iptables-save / nft list tables (as root;
 // as another user those sources report an error) and reads /etc/machine-id.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as delay } from 'node:timers/promises';
@@ -66,6 +67,21 @@ async function waitFor(what: string, check: () => Promise<boolean>, seconds: num
     await delay(100);
   }
   throw new Error(`${what} did not happen within ${seconds} s`);
+}
+
+// Another program on the port would answer /readyz in our aggregator's place, and the agent would
+// report to it: say so before starting anything.
+async function portFree(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(port, '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
+if (!(await portFree(Number(PORT)))) {
+  console.error(`npm start: 127.0.0.1:${PORT} is already in use by another program; choose another port: PORT=9090 npm start`);
+  process.exit(1);
 }
 
 const nodeName = hostNodeName();

@@ -173,6 +173,28 @@ export function fightingChains(changes: readonly HeadChange[]): Set<string> {
   return fights;
 }
 
+/**
+ * One chain's fight in words: "iptables-nft-re (cali-INPUT) and illumio-ven (illumio-INPUT) took
+ * the head of filter INPUT from each other 6 times in 5 minutes". Each side is named by the
+ * processes the agent saw write its rule (HeadChange.by), and by the chain its rule jumps to;
+ * by the chain alone where no writer is known (the legacy backend, an older agent).
+ */
+export function describeFight(changes: readonly HeadChange[]): string {
+  const side = (taken: readonly HeadChange[]) => {
+    const targets = [...new Set(taken.map((c) => c.to))].join(', ');
+    const writers = [...new Set(taken.flatMap((c) => (c.by === undefined ? [] : [c.by])))].join('/');
+    return writers ? `${writers} (${targets})` : targets;
+  };
+  const first = changes[0]!;
+  const spanS = (Date.parse(changes.at(-1)!.at) - Date.parse(first.at)) / 1000;
+  const span = spanS < 90 ? plural(Math.max(1, Math.round(spanS)), 'second') : plural(Math.round(spanS / 60), 'minute');
+  const calico = changes.filter((c) => c.to.startsWith('cali-'));
+  const other = changes.filter((c) => !c.to.startsWith('cali-'));
+  return `${side(calico)} and ${side(other)} took the head of ${first.table} ${first.chain} from each other ${plural(changes.length, 'time')} in ${span}`;
+}
+
+const plural = (n: number, unit: string) => `${n} ${unit}${n === 1 ? '' : 's'}`;
+
 export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIllumioChain: ChainMatcher): CalicoAnalysis {
   const node = nodeKey(report);
   const all = calicoPositions(report);
@@ -210,9 +232,10 @@ export function analyzeCalico(report: NodeReport, illumio: IllumioPresence, isIl
 
   if ((insertChains.length > 0 && illumio.present) || displaced.length > 0 || fights.size > 0) {
     const fighting = headChanges.filter((h) => fights.has(chainKey(h)));
+    const fightsByChain = [...fights].map((key) => fighting.filter((h) => chainKey(h) === key));
     const message =
       fights.size > 0
-        ? `the first rule of ${fights.size} Calico-hooked chain(s) on ${node} keeps changing owner (${fighting.slice(-2).map((h) => `${h.table} ${h.chain}: ${h.from} -> ${h.to}`).join('; ')}): two products are fighting for the top`
+        ? `${fightsByChain.slice(0, 2).map(describeFight).join('; ')}${fights.size > 2 ? `; and ${fights.size - 2} more chain(s)` : ''}, on ${node}: two products are fighting for the top`
         : displaced.length > 0
           ? `Illumio's rule is above Calico's on ${node} (${displaced.map(label).slice(0, 3).join('; ')}) but Calico's is not last: Calico is in Insert mode and will take the top back` +
             (displaced.some((c) => headOwners.get(c) === 'illumio-presumed') ? ' (the rule above is taken to be Illumio\'s: Illumio runs on the node and ILLUMIO_CHAIN_PATTERNS names none of its chains)' : '')

@@ -67,7 +67,7 @@ function largestReport(fill = WORST): NodeReport {
     illumio: { hostDataDir: true, serverVen: true },
     errors: Array.from({ length: LIMITS.errors }, () => ({ source: s(64), message: s(LIMITS.message) })),
     headChanges: Array.from({ length: LIMITS.headChanges }, () => ({
-      family: 'ipv6', backend: 'unknown', table: s(32), chain: 'P'.repeat(16), from: s(LIMITS.chainName), to: s(LIMITS.chainName), at: LONGEST_TIME,
+      family: 'ipv6', backend: 'unknown', table: s(32), chain: 'P'.repeat(16), from: s(LIMITS.chainName), to: s(LIMITS.chainName), at: LONGEST_TIME, by: s(LIMITS.processName),
     })),
   };
 }
@@ -134,6 +134,7 @@ t.test('control characters, DEL and lone surrogates are refused in every string,
     ['chain family (a record key)', (r, bad) => (r.iptables[0]!.tables[0]!.userChains.families = { [bad]: 1 }), ['iptables', 0, 'tables', 0, 'userChains', 'families']],
     ['nft table name', (r, bad) => (r.nftTables[0]!.name = bad), ['nftTables', 0, 'name']],
     ['head change', (r, bad) => (r.headChanges![0]!.from = bad), ['headChanges', 0, 'from']],
+    ["head change's writer", (r, bad) => (r.headChanges![0]!.by = bad), ['headChanges', 0, 'by']],
   ];
   for (const bad of ['a\u0000b', 'tab\there', 'del\u007f', 'lone \ud800 high', 'lone \udfff low']) {
     for (const [what, set, path] of cases) {
@@ -170,6 +171,14 @@ t.test('unknown fields are rejected at every level, with the path', async (t) =>
   const r = NodeReport.safeParse(nested);
   t.notOk(r.success);
   t.same(r.error?.issues[0]?.path, ['machineId', 'etc']);
+});
+
+t.test("a head change's writer is optional (an agent before it, the legacy backend), and bounded", async (t) => {
+  const report = largestReport('x');
+  for (const change of report.headChanges!) delete change.by;
+  t.ok(NodeReport.safeParse(report).success, 'without');
+  report.headChanges![0]!.by = 'x'.repeat(LIMITS.processName + 1);
+  t.same(NodeReport.safeParse(report).error?.issues[0]?.path, ['headChanges', 0, 'by'], 'longer than a comm can be: refused');
 });
 
 t.test('a schema version from the future is refused', async (t) => {

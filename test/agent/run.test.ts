@@ -11,6 +11,7 @@ import t, { type Test } from 'tap';
 import type { NodeReport } from '../../protocol/report.js';
 import { AGENT_BIN, HOST_FIXTURES, IPTABLES_FIXTURES } from '../support/fixtures.js';
 import { testCa } from '../support/tls.js';
+import { alive, until } from '../support/waiting.js';
 
 const dump = `ipv4/nft=${path.join(IPTABLES_FIXTURES, 'calico-insert.v4.nft.txt')}`;
 const base = ['--node-name', 'n1', '--host-root', path.join(HOST_FIXTURES, 'unique'), '--from-dump', dump];
@@ -94,17 +95,11 @@ function startAgent(t: Test, args: string[], env: NodeJS.ProcessEnv = process.en
   return { child, output, exited };
 }
 
-/** Waits until `ready()`, for at most `ms`: the bound keeps a broken agent from hanging the test. */
-async function until(ready: () => boolean, what: string, ms = 15_000) {
-  for (const started = Date.now(); !ready(); await delay(20)) {
-    if (Date.now() - started > ms) throw new Error(`${what}: not within ${ms / 1000} s`);
-  }
-}
 
 t.test('SIGTERM while waiting for the next sample: a clean exit, code 0', async (t) => {
   const { url, received } = await aggregator(t);
   const agent = startAgent(t, ['run', ...base, '--aggregator-url', url, '--sample-interval', '60']);
-  await until(() => received.length > 0, 'first report');
+  await until('first report', () => received.length > 0);
   agent.child.kill('SIGTERM');
   // The next sample is a minute away: exiting before it means the wait was cut short. A forced
   // exit would be 143, not 0 (the next test).
@@ -128,7 +123,7 @@ t.test('SIGTERM while a source hangs: a forced exit, code 143, and the hung comm
     ['run', '--node-name', 'n1', '--host-root', path.join(HOST_FIXTURES, 'unique'), '--proc-net', dir, '--aggregator-url', 'http://127.0.0.1:9'],
     { ...process.env, PATH: dir },
   );
-  await until(() => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'), 'the hanging iptables-nft-save started');
+  await until('the hanging iptables-nft-save started', () => existsSync(pidFile) && readFileSync(pidFile, 'utf8').endsWith('\n'));
   const savePid = Number(readFileSync(pidFile, 'utf8'));
   t.teardown(() => {
     if (alive(savePid)) process.kill(savePid, 'SIGKILL');
@@ -137,18 +132,10 @@ t.test('SIGTERM while a source hangs: a forced exit, code 143, and the hung comm
   t.equal(await agent.exited(), 143, '128 + SIGTERM: the agent did not stop by itself');
   t.match(agent.output.stdout, /"msg":"forced exit: a sample was still running"/);
   // The agent sent SIGKILL before it exited; the kernel may take a moment to end the process.
-  await until(() => !alive(savePid), 'the hung iptables-nft-save ended', 5_000).catch(() => {});
+  await until('the hung iptables-nft-save ended', () => !alive(savePid), 5_000).catch(() => {});
   t.notOk(alive(savePid), 'the hung command did not outlive the agent');
 });
 
-/** Whether a process runs (a zombie, ended but not yet reaped, does not). */
-function alive(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 t.test('an aggregator certificate the agent does not trust: logged once, with the reason; retried every sample', async (t) => {
   const ca = testCa(t);
@@ -159,7 +146,7 @@ t.test('an aggregator certificate the agent does not trust: logged once, with th
   t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())));
   // No --ca-file: the test CA is unknown to the agent.
   const agent = startAgent(t, ['run', ...base, '--aggregator-url', `https://127.0.0.1:${(server.address() as AddressInfo).port}`, '--sample-interval', '0.1', '--heartbeat-interval', '0.1']);
-  await until(() => connections.count >= 4, 'four attempts');
+  await until('four attempts', () => connections.count >= 4);
   agent.child.kill('SIGTERM');
   t.equal(await agent.exited(), 0);
   const lines = agent.output.stdout.split('\n').filter((l) => l.includes('certificate rejected'));

@@ -250,6 +250,29 @@ t.test('Illumio pushed Calico down (Insert mode, displaced): CALICO_ILLUMIO_CONF
   t.same(analyzeNode(displacedReport(), placeholders).findings.map((f) => f.code).sort(), ['CALICO_OUT_OF_SYNC', 'FOREIGN_HEAD_RULE']);
 });
 
+t.test('a fight names both writers, how often and for how long; without writers, the chains', async (t) => {
+  const fight = (by: { calico?: string; other?: string }) => {
+    const report = withChain(buildReport(), { table: 'filter', chain: 'INPUT' }, [r('illumio-INPUT'), CALICO_HOOKS.filter.INPUT, r('KUBE-FIREWALL')]);
+    // Six flips in five minutes, one a minute: the VEN takes the head, Felix takes it back.
+    report.headChanges = Array.from({ length: 6 }, (_, i) => {
+      const toOther = i % 2 === 0;
+      const writer = toOther ? by.other : by.calico;
+      return {
+        family: 'ipv4' as const, backend: 'nft' as const, table: 'filter', chain: 'INPUT',
+        from: toOther ? 'cali-INPUT' : 'illumio-INPUT', to: toOther ? 'illumio-INPUT' : 'cali-INPUT',
+        at: new Date(Date.UTC(2026, 0, 1, 0, i)).toISOString(), ...(writer ? { by: writer } : {}),
+      };
+    });
+    return analyzeNode(report, options).findings.find((f) => f.code === 'CALICO_ILLUMIO_CONFLICT');
+  };
+  const named = fight({ calico: 'iptables-nft-re', other: 'illumio-ven' });
+  t.equal(named?.message, 'iptables-nft-re (cali-INPUT) and illumio-ven (illumio-INPUT) took the head of filter INPUT from each other 6 times in 5 minutes, on node-a: two products are fighting for the top');
+  t.match(named?.evidence, { fightingChains: ['ipv4/nft/filter/INPUT'], headChanges: [{ to: 'illumio-INPUT', by: 'illumio-ven' }, { to: 'cali-INPUT', by: 'iptables-nft-re' }] });
+  // An agent before writers' names (or the legacy backend): the chains say who.
+  t.equal(fight({})?.message, 'cali-INPUT and illumio-INPUT took the head of filter INPUT from each other 6 times in 5 minutes, on node-a: two products are fighting for the top');
+  t.match(fight({ other: 'illumio-ven' })?.message, /^cali-INPUT and illumio-ven \(illumio-INPUT\) took the head/, 'one side known');
+});
+
 t.test('Illumio presence from ILLUMIO_CHAIN_PATTERNS', async (t) => {
   const report = buildReport({ calico: 'insert' });
   report.iptables[0]!.tables.find((x) => x.name === 'filter')!.userChains.names.push('VEN-INPUT');

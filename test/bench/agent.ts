@@ -4,7 +4,9 @@
 // HTTPS (as the chart's agents do by default) to a bare server in the same namespace. Prints its
 // resident memory between samples and at its peak, and its CPU per sample, its own and with the
 // commands it runs (iptables-save, nft), each beside its target. Measured in the same run, for comparison: the commands alone, the agent
-// on an empty ruleset, the agent as the image ran it before the bundle, and bare Node.js.
+// on an empty ruleset, the agent as the image ran it before the bundle, and bare Node.js. These
+// agents read the rulesets at every sample (--read-rulesets every-sample, today's polling); the
+// listening agent is measured beside a polling one afterwards (agent-listen.ts).
 // Figures only: nothing here passes or fails.
 import { spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +18,7 @@ import {
   stopProcess, watchProcess, type ReceivedReport,
 } from './tools.js';
 import { testCa } from '../support/tls.js';
+import { benchListening } from './agent-listen.js';
 
 const INTERVAL_S = 2; // the chart's default is 15 s; a shorter interval leaves V8 less idle time, not more
 const WARMUP_SAMPLES = 2;
@@ -65,7 +68,7 @@ export async function measureAgentRun(ns: RulesetNamespace, receiver: Receiver, 
   writeFileSync(path.join(hostRoot, 'etc/machine-id'), '0123456789abcdef0123456789abcdef\n');
   // A heartbeat shorter than the interval: every sample sends, so the receiver counts samples.
   const child = ns.spawn(process.execPath, [...opts.nodeArgs, opts.agent ?? AGENT, 'run', '--node-name', 'bench', '--host-root', hostRoot,
-    '--aggregator-url', receiver.url, ...(opts.caFile ? ['--ca-file', opts.caFile] : []), '--sample-interval', String(opts.intervalS ?? INTERVAL_S), '--heartbeat-interval', '1', '--log-level', 'warn'], { env: { ...process.env, ...opts.env } });
+    '--aggregator-url', receiver.url, ...(opts.caFile ? ['--ca-file', opts.caFile] : []), '--sample-interval', String(opts.intervalS ?? INTERVAL_S), '--read-rulesets', 'every-sample', '--heartbeat-interval', '1', '--log-level', 'warn'], { env: { ...process.env, ...opts.env } });
   const pid = child.pid!;
   const first = receiver.reports.length + WARMUP_SAMPLES;
   const last = first + samples;
@@ -191,6 +194,9 @@ export async function benchAgent(): Promise<void> {
     console.log(`  each command alone, once, in the ${BUSY_NODE.services.toLocaleString('en')}-service namespace:`);
     for (const c of commands) console.log(`    ${c.cmd.padEnd(20)} CPU ${f0(c.cpuMs).padStart(5)} ms, ${f0(c.wallMs).padStart(5)} ms wall, peak ${f1(c.peakKiB / 1024)} MiB`);
     console.log(`  bare Node.js ${process.version}: ${f1(bare.rssMiB)} MiB, of which mapped from files ${f1(bare.fileBackedMiB)} MiB`);
+    for (const r of receivers) await r.stop();
+    receivers.length = 0;
+    await benchListening(busy, tls, https.caFile);
   } finally {
     for (const r of receivers) await r.stop();
     busy.remove();

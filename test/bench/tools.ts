@@ -91,6 +91,8 @@ export class RulesetNamespace {
 export interface ReceivedReport {
   rulesets: string[];
   errors: string[];
+  /** When this process read the receiver's line about it (epoch ms). */
+  at: number;
 }
 
 /**
@@ -117,7 +119,7 @@ export async function startReceiver(ns: RulesetNamespace, tls?: { keyFile: strin
   const port = await new Promise<number>((resolve, reject) => {
     child.once('exit', (code) => reject(new Error(`receiver exited with ${code}`)));
     createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (line.startsWith('report ')) reports.push(JSON.parse(line.slice('report '.length)) as ReceivedReport);
+      if (line.startsWith('report ')) reports.push({ ...(JSON.parse(line.slice('report '.length)) as Omit<ReceivedReport, 'at'>), at: Date.now() });
       const m = /^listening (\d+)$/.exec(line);
       if (m) resolve(Number(m[1]));
     });

@@ -4,7 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chartDir, helm, only, parseManifests, render, type K8sObject } from '../support/helm.js';
+import { chartDir, helm, only, parseManifests, render, template, type K8sObject } from '../support/helm.js';
 import { scenarios } from './scenarios.js';
 
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -158,6 +158,18 @@ t.test('tolerations: every taint by default, the given ones when set', async (t)
   t.equal(custom.priorityClassName, 'system-node-critical');
   t.same(env(custom.containers[0], 'NODE_OPTIONS'), { name: 'NODE_OPTIONS', value: '--max-old-space-size=64' }, 'extraEnv');
   t.equal(env(custom.containers[0], 'SAMPLE_INTERVAL').value, '7.5', 'fractional sample interval');
+});
+
+t.test('when the agent reads the rulesets: on a change by default, with a full read every 30 minutes', async (t) => {
+  const { c } = agentOf(render());
+  t.equal(env(c, 'READ_RULESETS').value, 'on-change');
+  t.equal(env(c, 'FULL_READ_INTERVAL').value, '1800');
+  const polling = agentOf(render({ set: { 'agent.readRulesets': 'every-sample', 'agent.fullReadIntervalSeconds': 600 } })).c;
+  t.equal(env(polling, 'READ_RULESETS').value, 'every-sample');
+  t.equal(env(polling, 'FULL_READ_INTERVAL').value, '600');
+  const wrong = template({ set: { 'agent.readRulesets': 'sometimes' } });
+  t.not(wrong.status, 0, 'a value the agent does not know is refused');
+  t.match(wrong.stderr, /readRulesets/);
 });
 
 t.test('a host mount can be turned off, in either mode', async (t) => {

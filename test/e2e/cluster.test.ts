@@ -3,7 +3,8 @@
 // veth pairs to a real `nodeprep-aggregator` in a fifth namespace. Checks the findings over
 // HTTP and the alert lines in the aggregator's output, then fixes a node, kills and restarts the
 // aggregator, takes it away while the agents run, and stops an agent.
-import { readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { copyFileSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
 import type { Finding } from '../../protocol/findings.js';
@@ -70,9 +71,15 @@ async function run(): Promise<void> {
   load('n3', 'foreign-first-append.v4.nft');
   load('n4', 'foreign-first-append.v4.nft');
   const hook = '-m comment --comment "cali:Cz_u1IQiXIMmKD4c" -j cali-INPUT';
-  const toTop = (rule: string) => `printf '*filter\\n-D INPUT ${rule}\\n-I INPUT 1 ${rule}\\nCOMMIT\\n' | iptables-nft-restore --noflush`;
+  // Two writers, as on a node where Felix and the VEN fight: Felix's moves through
+  // iptables-nft-restore, the VEN's through a program of its own, here the same iptables binary
+  // under another name (xtables-nft-multi runs the tool its first argument names), so that the
+  // kernel names each commit's process differently.
+  const ven = path.join(cluster.dir, 'illumio-ven');
+  copyFileSync(execFileSync('sh', ['-c', 'command -v xtables-nft-multi'], { encoding: 'utf8' }).trim(), ven);
+  const toTop = (rule: string, restore: string) => `printf '*filter\\n-D INPUT ${rule}\\n-I INPUT 1 ${rule}\\nCOMMIT\\n' | ${restore} --noflush`;
   // Each move is one iptables-restore transaction, as Felix makes it: no sample sees a half move.
-  cluster.background(cluster.nodeNs('n4'), `while :; do ${toTop(hook)}; sleep 0.7; ${toTop('-j illumio-INPUT')}; sleep 0.7; done`);
+  cluster.background(cluster.nodeNs('n4'), `while :; do ${toTop(hook, 'iptables-nft-restore')}; sleep 0.7; ${toTop('-j illumio-INPUT', `${ven} iptables-restore`)}; sleep 0.7; done`);
 
   const aggregatorEnv = { NODE_TTL_SECONDS: String(TTL_SECONDS), LOG_LEVEL: 'info' };
   let aggregator = cluster.startAggregator(aggregatorEnv);
@@ -87,6 +94,8 @@ async function run(): Promise<void> {
     t.same(await findingKeys(), [...initial].sort());
     const conflict = (await findings())!.find((f) => f.code === 'CALICO_ILLUMIO_CONFLICT')!;
     t.match(JSON.stringify(conflict.evidence), /illumio-INPUT/, 'the fight names its other owner');
+    // The kernel's names of the two writers (iptables-nft-restore cut at 15 characters).
+    t.match(conflict.message, /^iptables-nft-re \(cali-INPUT\) and illumio-ven \(illumio-INPUT\) took the head of filter INPUT from each other \d+ times in \d+ (seconds?|minutes?), on n4: /, 'the fight names both writers');
     const nodes = await cluster.get<{ nodes: { name: string; stale: boolean }[] }>('/v1/nodes');
     t.same(nodes?.body.nodes.map((n) => n.name).sort(), ['n1', 'n2', 'n3', 'n4']);
   });

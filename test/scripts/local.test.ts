@@ -3,6 +3,8 @@
 // above the findings, the same steps GET /v1/readiness answers; then Ctrl-C stops it. And the
 // lines themselves, from readiness answers of each state.
 import { spawn } from 'node:child_process';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import t from 'tap';
@@ -58,4 +60,25 @@ t.test('npm start prints the four steps above the findings', async (t) => {
   t.ok(findingsAt > verdict + 4, 'the findings come after the steps');
   child.kill('SIGINT');
   t.equal(await exited, 0, 'Ctrl-C stops it');
+});
+
+t.test('npm start on a port another program holds: says so and starts nothing', async (t) => {
+  if (!existsSync(LOCAL)) throw new Error(`${LOCAL} missing: npm run build first`);
+  // Something that answers /readyz like an aggregator would: the agent must not report to it.
+  let asked = 0;
+  const other = createServer((req, res) => {
+    asked++;
+    res.writeHead(200, { 'content-type': 'application/json' }).end('{"nodes":[]}');
+  });
+  await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+  t.teardown(() => other.close());
+  const port = (other.address() as AddressInfo).port;
+  const child = spawn(process.execPath, [LOCAL], { cwd: ROOT, env: { ...process.env, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let err = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (err += d));
+  child.stdout.resume();
+  const code = await new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  t.equal(code, 1, 'exit code 1');
+  t.match(err, new RegExp(`127\\.0\\.0\\.1:${port} is already in use .*PORT=`), 'names the port and how to choose another');
+  t.equal(asked, 0, 'nothing was sent to the other program');
 });

@@ -140,7 +140,7 @@ export class Cluster {
     return this.aggregator;
   }
 
-  startAgent(name: string, flags: string[]): Proc {
+  startAgent(name: string, flags: string[], env: NodeJS.ProcessEnv = process.env): Proc {
     const index = this.nodeIndex.get(name)!;
     const proc = this.track(
       spawnLogged([
@@ -150,7 +150,7 @@ export class Cluster {
         '--aggregator-url', `http://198.18.${index}.1:${AGGREGATOR_PORT}`,
         '--token-file', this.tokenFile,
         ...flags,
-      ]),
+      ], env),
     );
     this.agents.set(name, proc);
     return proc;
