@@ -255,7 +255,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   app.decorate('access', { senders: senders.enabled, readers: readers.enabled, routes: routeAccess });
   app.decorateRequest('sender', undefined);
   // On every route, deciding from the route the router matched (access/routes.ts).
-  const hooks = accessHooks({ senders, readers, log: refusals, readRefused: (reason) => metrics.readsRejected.inc({ reason }) });
+  const hooks = accessHooks({ senders, readers, log: refusals, readRefused: (reason) => metrics.readsRejected.inc({ reason }), agentTurnedAway: () => engine.agentTurnedAway() });
   app.addHook('onRequest', hooks.onRequest);
   app.addHook('preHandler', hooks.preHandler);
   await app.register(reportRoutes, { engine, metrics, bodyLimit: BODY_LIMIT });

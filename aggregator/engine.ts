@@ -29,7 +29,8 @@ export interface EngineOptions {
   onTransition: (transition: Transition) => void;
   // The name the aggregator's own cluster goes by in reports ('' when its agents name none).
   homeCluster?: string;
-  // NODE_NO_AGENT waits this long after a Node appears (or the aggregator starts). Default: the TTL.
+  // NODE_NO_AGENT waits this long after a Node appears, the aggregator starts, or it last turned
+  // an agent away (agentTurnedAway). Default: the TTL.
   noAgentGraceSeconds?: number;
   // CALICO_CONFIG_DRIFT waits this long; default 360 s, twice Felix's 180 s refresh.
   driftGraceSeconds?: number;
@@ -71,6 +72,7 @@ export class Engine {
   private readonly detect: DetectOptions;
   private readonly now: () => number;
   private readonly startedAt: number;
+  private turnedAwayAt = -Infinity;
   private facts: ClusterFacts | undefined;
   private disagreeing = new Map<string, number>();
   // The cluster view's findings of each node, by node key (their `nodes` is only a sample).
@@ -129,6 +131,16 @@ export class Engine {
   }
 
   /** Marks nodes silent past the TTL stale, forgets those silent past the drop time, and re-checks the view's findings. */
+  /**
+   * An agent was answered 503 (its token could not be reviewed now) and will retry: whichever
+   * node it runs on, a node without a report may be its node, so NODE_NO_AGENT waits its grace
+   * again. After a restart in a large cluster, thousands of first reports wait for their reviews,
+   * and none of their nodes is said to have no agent meanwhile.
+   */
+  agentTurnedAway(): void {
+    this.turnedAwayAt = this.now();
+  }
+
   sweep(): void {
     const now = this.now();
     for (const entry of this.reports.silentSince(now, this.ttlMs)) {
@@ -305,7 +317,7 @@ export class Engine {
     const keyOf = (name: string) => this.keyOf(name);
     const members = new Map<string, string[]>();
     const noAgent = detectNodesWithoutAgent({
-      facts, keyOf, now, startedAt: this.startedAt, graceMs: this.noAgentGraceMs,
+      facts, keyOf, now, hearingSince: Math.max(this.startedAt, this.turnedAwayAt), graceMs: this.noAgentGraceMs,
       hasReport: (key) => this.reports.get(key) !== undefined,
     });
     for (const d of noAgent) members.set(d.id, d.nodes);

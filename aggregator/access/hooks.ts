@@ -22,6 +22,9 @@ export interface AccessHookOptions {
   // A refused read, by reason, for the metrics. Refused reports are counted by the reports
   // route's error handler, which sees every refusal of a report, the body's included.
   readRefused: (reason: string) => void;
+  // An agent turned away with a 503 (its token could not be reviewed now): until it is heard,
+  // its node's silence says nothing (NODE_NO_AGENT waits, engine.ts).
+  agentTurnedAway?: () => void;
 }
 
 function toError(refusal: Refusal, reply: FastifyReply): HttpError {
@@ -36,10 +39,11 @@ const isRefusal = (x: Sender | Refusal): x is Refusal => 'status' in x;
  * onRequest (before the body is read: an unknown caller costs no parsing) and preHandler (a
  * report's node and cluster, once the body is read), added once for every route.
  */
-export function accessHooks({ senders, readers, log, readRefused }: AccessHookOptions): { onRequest: onRequestAsyncHookHandler; preHandler: preHandlerAsyncHookHandler } {
+export function accessHooks({ senders, readers, log, readRefused, agentTurnedAway }: AccessHookOptions): { onRequest: onRequestAsyncHookHandler; preHandler: preHandlerAsyncHookHandler } {
   const refuse = (kind: RefusalKind, refusal: Refusal, request: FastifyRequest, reply: FastifyReply): HttpError => {
     log.refused(kind, refusal, { ip: request.ip, route: `${request.method} ${request.routeOptions.url}` });
     if (kind === 'read') readRefused(refusal.reason);
+    else if (refusal.status === 503) agentTurnedAway?.();
     return toError(refusal, reply);
   };
   return {

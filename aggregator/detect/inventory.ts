@@ -11,8 +11,9 @@ export interface InventoryInput {
   // Whether a report (live or stale) is held for the node key.
   hasReport: (key: string) => boolean;
   now: number;
-  // The aggregator's start: a node is not missing a report before the aggregator could hear one.
-  startedAt: number;
+  // Since when the aggregator could hear every agent: its start, or the last time it turned an
+  // agent away (a 503: the agent retries). A node is not missing a report before then.
+  hearingSince: number;
   graceMs: number;
 }
 
@@ -24,7 +25,7 @@ export function detectNodesWithoutAgent(input: InventoryInput): FindingDraft[] {
   for (const node of facts.nodes.values()) {
     const key = input.keyOf(node.name);
     if (input.hasReport(key)) continue;
-    const since = Math.max(node.createdAt, input.startedAt);
+    const since = Math.max(node.createdAt, input.hearingSince);
     if (now - since < graceMs) continue;
     drafts.push(noAgentFinding(key, node, facts, daemonSet === undefined ? undefined : `${daemonSet.namespace}/${daemonSet.name}`));
   }

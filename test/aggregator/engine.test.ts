@@ -5,6 +5,7 @@ import t from 'tap';
 import { pino } from 'pino';
 import { logTransition } from '../../aggregator/publish/alert-log.js';
 import { compileChainPatterns } from '../../aggregator/detect/illumio.js';
+import type { ClusterFacts } from '../../aggregator/cluster/facts.js';
 import { Engine, type Transition } from '../../aggregator/engine.js';
 import type { NodeReport } from '../../protocol/report.js';
 import { buildReport } from '../support/reports.js';
@@ -165,4 +166,27 @@ t.test('getNode returns the report as received; listFindings filters', async (t)
   t.same(h.findings({ node: 'b' }), []);
   t.same(h.findings({ node: 'unknown' }), []);
   t.same(h.nodes().map((n) => [n.name, n.findings, n.calicoMode]), [['a', 2, 'insert'], ['b', 0, undefined]]);
+});
+
+t.test('NODE_NO_AGENT waits its grace from the start, and again after an agent was turned away', async (t) => {
+  const h = harness(10); // the grace: the TTL, 10 s
+  const node = (name: string) => ({ name, createdAt: Date.parse('2024-01-01T00:00:00Z'), taints: [] });
+  h.engine.setClusterFacts({
+    homeCluster: '',
+    nodes: new Map(['a', 'b'].map((name) => [name, node(name)])),
+    agentPods: new Map(),
+    calico: { felixConfigurations: new Map(), felixCrdServed: false, configMaps: new Map(), readableConfigMaps: [] },
+    illumio: { cvenNodes: new Set() },
+  } satisfies ClusterFacts);
+  h.advance(5);
+  t.same(h.seen().filter((s) => s.includes('NODE_NO_AGENT')), [], '5 s after the start: within the grace');
+  // A 503 to an agent whose token could not be reviewed: it retries, and its node is unknown.
+  h.engine.agentTurnedAway();
+  h.advance(6);
+  t.same(h.seen().filter((s) => s.includes('NODE_NO_AGENT')), [], '11 s after the start, 6 s after the 503: nothing yet');
+  h.ingest(buildReport({ name: 'a' }));
+  h.advance(3);
+  t.same(h.seen().filter((s) => s.includes('NODE_NO_AGENT')), [], '9 s after the 503: nothing yet');
+  h.advance(2);
+  t.same(h.seen().filter((s) => s.includes('NODE_NO_AGENT')), ['raised NODE_NO_AGENT b'], 'the grace after the 503 over: the node that never reported, only');
 });

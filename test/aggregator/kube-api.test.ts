@@ -191,7 +191,16 @@ async function run(): Promise<void> {
     const seen = webhook.seen;
     const flood = Array.from({ length: places + line }, () => outcome(review(appAccess.api, 60_000), performance.now()));
     await eventually('every place taken at the API server', 10, async () => webhook.seen === seen + places);
+    // The engine hears of an agent turned away (NODE_NO_AGENT then waits its grace again); not of a reader.
+    let turnedAway = 0;
+    const engine = app.engine as { agentTurnedAway: () => void };
+    const agentTurnedAway = engine.agentTurnedAway.bind(engine);
+    engine.agentTurnedAway = () => {
+      turnedAway++;
+      agentTurnedAway();
+    };
     const read = await within(app.inject({ method: 'GET', url: '/v1/findings', headers: { authorization: `Bearer opaque-reader-${process.pid}` } }), 8_000);
+    t.equal(turnedAway, 0, 'a reader turned away is not an agent');
     const report = await within(app.inject({ method: 'POST', url: '/v1/reports', headers: { authorization: `Bearer opaque-agent-${process.pid}`, 'content-type': 'application/json' }, payload: '{}' }), 8_000);
     // Before any review's deadline (60 s) and before the 10 s of its own: refused in line, not timed out.
     t.equal(webhook.seen, seen + places, 'answered while every review before them is still held');
@@ -202,6 +211,7 @@ async function run(): Promise<void> {
       t.equal(res.value.headers['retry-after'], '5', `${what}: Retry-After`);
       t.match(res.value.json(), { statusCode: 503, message: /Kubernetes API client busy: 256 requests already wait in the reviews lane/ }, `${what}: says the line is full`);
     }
+    t.equal(turnedAway, 1, 'the agent turned away is told to the engine');
     webhook.release();
     await Promise.all(flood);
   });
