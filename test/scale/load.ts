@@ -17,6 +17,8 @@ export interface LoadFigures {
   refused: Map<number, number>; // final 4xx by status (none expected but the deliberate ones)
   latenciesMs: number[]; // of the 2xx answers
   sentAt: number[]; // when each of those was sent (Date.now()), index for index
+  heard: Set<string>; // the agents with a 2xx since the figures started
+  allHeardAt?: number; // when the last of the agents then present got its first 2xx (Date.now())
 }
 
 const PLACEHOLDER = '@@COLLECTED_AT@@';
@@ -27,7 +29,7 @@ export class LoadGenerator {
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private readonly idle = new Set<() => void>();
-  figures: LoadFigures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [] };
+  figures: LoadFigures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [], heard: new Set() };
 
   constructor(
     base: string,
@@ -64,7 +66,7 @@ export class LoadGenerator {
   /** Starts figures afresh (after an aggregator restart, say). */
   resetFigures(): LoadFigures {
     const old = this.figures;
-    this.figures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [] };
+    this.figures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [], heard: new Set() };
     return old;
   }
 
@@ -120,6 +122,10 @@ export class LoadGenerator {
           this.figures.delivered++;
           this.figures.latenciesMs.push(performance.now() - started);
           this.figures.sentAt.push(sentAt);
+          if (options.token === undefined && !this.figures.heard.has(agent.node)) {
+            this.figures.heard.add(agent.node);
+            if (this.figures.heard.size === this.agents.size) this.figures.allHeardAt = Date.now();
+          }
           return status;
         }
         if (status >= 400 && status < 500 && status !== 429) {
