@@ -5,7 +5,6 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler } from 'fastify-type-provider-zod';
 import { ZodType } from 'zod';
 import { pino, type Logger } from 'pino';
-import { MAX_NODE_KEY } from '../protocol/names.js';
 import { MAX_REPORT_BYTES } from '../protocol/report.js';
 import { accessHooks } from './access/hooks.js';
 import { ReaderPolicy, SenderPolicy } from './access/policy.js';
@@ -15,6 +14,7 @@ import { declareRouteAccess, type Access } from './access/routes.js';
 import type { SharedTokens } from './access/shared-tokens.js';
 import { loadConfig, sweepIntervalMs, type Config } from './config.js';
 import { compileChainPatterns } from './detect/illumio.js';
+import { documentAccess, methodNotAllowed } from './contract.js';
 import { errorBody, makeErrorHandler } from './errors.js';
 import { Metrics } from './metrics.js';
 import { findingRoutes } from './routes/findings.js';
@@ -32,6 +32,8 @@ import { outletsFor, type PublishTuning } from './publish/outlets.js';
 
 // Room for HTTP framing slack over the largest report the schema admits (MAX_REPORT_BYTES).
 export const BODY_LIMIT = MAX_REPORT_BYTES + 16 * 1024;
+// Node's default limit on a request's head (--max-http-header-size), the request line included.
+const MAX_URL_BYTES = 16 * 1024;
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -89,15 +91,18 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
     // Steady state must log nothing per report: requests are logged at debug by the hook below.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT,
-    // A node's key is "<cluster>/<node>", the slash sent as %2F, and find-my-way measures the
-    // raw parameter: up to 63 + 3 + 253 characters. Its default of 100 answers 414 to
-    // GET /v1/nodes/:name for a long node name.
-    routerOptions: { maxParamLength: MAX_NODE_KEY + 2 },
+    // find-my-way answers 414 (not in the contract) for a parameter longer than this, measured
+    // percent-encoded: a node key of 317 characters is up to 12 times that once encoded. The
+    // request line is bounded by Node's header limit (16 KiB, else 431) before routing: with the
+    // same figure here the router never refuses a name, and the route's schema does, with the
+    // documented 400 naming params.name (protocol/api.ts NodeName).
+    routerOptions: { maxParamLength: MAX_URL_BYTES },
   }) as unknown as FastifyInstance;
   // Zod validates in each route plugin (see routes/); zod serialises every response.
   app.setSerializerCompiler(serializerCompiler);
   // Before any route or plugin: each route says who may call it, or the app does not start.
   const routeAccess = declareRouteAccess(app);
+  methodNotAllowed(app);
 
   // JSON only, and only where a route takes a body (routes/reports.ts): anything else is a 415.
   app.removeAllContentTypeParsers();
@@ -253,6 +258,7 @@ export async function buildApp(options: AppOptions): Promise<FastifyInstance> {
   });
   const readers = new ReaderPolicy(reviews);
   app.decorate('access', { senders: senders.enabled, readers: readers.enabled, routes: routeAccess });
+  documentAccess(app, { agent: senders.enabled, reader: readers.enabled });
   app.decorateRequest('sender', undefined);
   // On every route, deciding from the route the router matched (access/routes.ts).
   const hooks = accessHooks({ senders, readers, log: refusals, readRefused: (reason) => metrics.readsRejected.inc({ reason }), agentTurnedAway: () => engine.agentTurnedAway() });

@@ -16,7 +16,7 @@ import { detectNodesWithoutAgent, detectSystemUuidDuplicates } from './detect/in
 import { duplicateMachineIdFinding } from './detect/machine-id.js';
 import { analyzeNode, type DetectOptions, type NodeContext } from './detect/node.js';
 import { CalicoModeVotes, type CalicoMode } from './findings/calico-mode-votes.js';
-import { FindingBook, byImportance, type Transition } from './findings/book.js';
+import { FindingBook, byImportance, severityRank, type Transition } from './findings/book.js';
 import { MachineIdGroups, type MachineIdSource } from './findings/machine-id-groups.js';
 import { ReportStore, type ReportEntry } from './reports/store.js';
 
@@ -387,7 +387,7 @@ export class Engine {
 
   listNodes(query: Pick<NodeQuery, 'limit' | 'continue' | 'cluster' | 'code'>): { nodes: NodeSummary[]; continue?: string } {
     const keys = this.keys();
-    const after = query.continue === undefined ? undefined : decodeCursor(query.continue, 'k');
+    const after = query.continue === undefined ? undefined : decodeCursor(query.continue);
     let i = after === undefined ? 0 : upperBound(keys, after);
     const nodes: NodeSummary[] = [];
     for (; i < keys.length; i++) {
@@ -399,7 +399,7 @@ export class Engine {
       nodes.push(summary);
       if (nodes.length >= query.limit) break;
     }
-    return i < keys.length - 1 ? { nodes, continue: encodeCursor({ k: keys[i]! }) } : { nodes };
+    return i < keys.length - 1 ? { nodes, continue: encodeCursor(keys[i]!) } : { nodes };
   }
 
   getNode(key: string): NodeDetail | undefined {
@@ -436,10 +436,9 @@ export class Engine {
     const limit = query.limit ?? Infinity;
     let start = 0;
     if (query.continue !== undefined) {
-      // The last finding of the previous page, by the list's order: severity, code, id.
-      const [severity, code, id] = decodeCursor(query.continue, 'f').split('\0');
-      const after = { severity, code, id } as Finding;
-      while (start < all.length && byImportance(all[start]!, after) <= 0) start++;
+      // After the last finding of the previous page, by the list's order.
+      const after = decodeCursor(query.continue);
+      while (start < all.length && findingPosition(all[start]!) <= after) start++;
     }
     const findings: Finding[] = [];
     let i = start;
@@ -450,7 +449,7 @@ export class Engine {
     }
     if (i < all.length - 1) {
       const last = all[i]!;
-      return { findings, continue: encodeCursor({ f: `${last.severity}\0${last.code}\0${last.id}` }) };
+      return { findings, continue: encodeCursor(findingPosition(last)) };
     }
     return { findings };
   }
@@ -480,22 +479,24 @@ export class Engine {
   }
 }
 
-export class CursorError extends Error {
-  override name = 'CursorError';
+// A continue token is a position in the list's order, base64url: any token of that form (the
+// query schema, protocol/api.ts CONTINUE_TOKEN) decodes to some position, so there is no token
+// to refuse and none that expires. A made-up one starts the page wherever it falls.
+function encodeCursor(position: string): string {
+  return Buffer.from(position, 'utf8').toString('base64url');
 }
 
-function encodeCursor(value: Record<string, string>): string {
-  return Buffer.from(JSON.stringify(value)).toString('base64url');
+function decodeCursor(token: string): string {
+  return Buffer.from(token, 'base64url').toString('utf8');
 }
 
-function decodeCursor(token: string, field: string): string {
-  try {
-    const value = (JSON.parse(Buffer.from(token, 'base64url').toString('utf8')) as Record<string, unknown>)[field];
-    if (typeof value === 'string') return value;
-  } catch {
-    // fall through
-  }
-  throw new CursorError('continue: not a token this list gave out (start again without it)');
+/**
+ * A finding's position in the findings' order (findings/book.ts byImportance: severity, code,
+ * id) as a string that sorts the same way: the rank is one digit, and "\0" sorts before any
+ * character of a code or an id.
+ */
+function findingPosition(f: Pick<Finding, 'severity' | 'code' | 'id'>): string {
+  return `${severityRank[f.severity]}\0${f.code}\0${f.id}`;
 }
 
 /** The index of the first key greater than `key`. */

@@ -23,6 +23,7 @@ const STATUS_TEXT: Record<number, string> = {
   401: 'Unauthorized',
   403: 'Forbidden',
   404: 'Not Found',
+  405: 'Method Not Allowed',
   413: 'Payload Too Large',
   415: 'Unsupported Media Type',
   500: 'Internal Server Error',
@@ -91,8 +92,6 @@ export function classifyError(error: FastifyError | HttpError | Error): Classifi
     const more = others > 0 ? ` (and ${others} more problem${others > 1 ? 's' : ''}${validation.length > MAX_ISSUES ? `, the first ${MAX_ISSUES} listed in issues` : ''})` : '';
     return { statusCode: 400, message: `${context}.${first.path}: ${first.message}${more}`, reason: 'invalid_report', issues };
   }
-  // A list's continue token that the list did not give out (engine.ts).
-  if (error.name === 'CursorError') return { statusCode: 400, message: error.message, reason: 'other' };
   const code = (error as FastifyError).code;
   switch (code) {
     case 'FST_ERR_CTP_INVALID_JSON_BODY':

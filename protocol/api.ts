@@ -39,10 +39,21 @@ export type NodeSummary = z.infer<typeof NodeSummary>;
 // Lists are paged as Kubernetes lists are: `limit` items at most, and an opaque `continue`
 // token for the next page while there is one. Pages are in key order, so a walk sees every node
 // that exists throughout it exactly once, whatever joins or leaves meanwhile.
+//
+// The token is a position in that order (base64url of the last key served), not a snapshot: it
+// cannot expire, so there is no Kubernetes-style 410 Gone. Every token of the published form is a
+// position and is served (a made-up one starts wherever it falls); a token of another form is a
+// 400 naming `continue`, as Kubernetes answers a malformed one.
 export const DEFAULT_PAGE = 500;
 export const MAX_PAGE = 5000;
 const Limit = z.coerce.number().int().min(1).max(MAX_PAGE).default(DEFAULT_PAGE);
-const Continue = z.string().max(1024).optional();
+export const CONTINUE_TOKEN = /^[A-Za-z0-9_-]*$/;
+const Continue = z
+  .string()
+  .max(1024)
+  .regex(CONTINUE_TOKEN, { error: 'must be the continue token of the previous page (base64url)' })
+  .meta({ description: 'The previous page\'s `continue`, for the next page. A position in the list\'s order: it never expires.' })
+  .optional();
 
 export const NodeQuery = z.strictObject({
   limit: Limit,

@@ -8,10 +8,13 @@
 // in 2, and a surrogate pair is 4 bytes for 2 units. test/agent/protocol.test.ts builds the largest
 // report on that figure.
 
-// The `u` flag makes [\ud800-\udfff] match a surrogate only when it is not half of a pair.
-// JSON Schema keeps the source without the flag; ajv compiles patterns with `u` (unicodeRegExp).
-// eslint-disable-next-line no-control-regex -- control characters are what it is about
-export const PRINTABLE = /^[^\u0000-\u001f\u007f\ud800-\udfff]*$/u;
+// What is allowed, said as the code points it may hold (space to "~", U+0080 to U+D7FF, U+E000
+// to U+10FFFF): with the `u` flag a surrogate pair is one code point above U+FFFF, and a lone
+// surrogate matches nothing. The source goes into the published JSON Schema as it is, so it names
+// no surrogate (Rust's regex, which Schemathesis validates with, refuses them) and holds the six
+// range ends as characters, not escapes: ECMAScript, Python and Rust read them alike. ajv compiles
+// patterns with `u` (unicodeRegExp), as zod does here.
+export const PRINTABLE = new RegExp('^[ -~\u0080-\ud7ff\ue000-\u{10ffff}]*$', 'u');
 export const PRINTABLE_RULE = 'must not contain control characters (U+0000-U+001F, U+007F) or unpaired surrogates';
 
 // eslint-disable-next-line no-control-regex -- control characters are what it is about

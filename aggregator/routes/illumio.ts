@@ -17,8 +17,10 @@ export const illumioRoutes: FastifyPluginAsync<{ checks: IllumioChecks }> = asyn
     config: { access: 'reader' },
     schema: { summary: 'The resource tier for C-VEN, Kubelink and Storage, each input with its value, source and tier', response: { 200: IllumioSizing } },
   }, async () => checks.sizing());
-  typed.get('/v1/illumio/values.yaml', {
+  // Documented as what the YAML holds, a mapping (a client parses it as one); sent as the text,
+  // so the route is not typed by the schema.
+  app.get('/v1/illumio/values.yaml', {
     config: { access: 'reader' },
-    schema: { summary: 'The resources block to paste into illumio-values.yaml', response: { 200: z.string() } },
+    schema: { summary: 'The resources block to paste into illumio-values.yaml (YAML: a mapping, with comments)', response: { 200: { content: { 'text/yaml': { schema: z.record(z.string(), z.unknown()) } } } } },
   }, async (_request, reply) => reply.type('text/yaml; charset=utf-8').serializer((payload: unknown) => payload as string).send(checks.valuesYaml()));
 };

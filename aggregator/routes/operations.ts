@@ -23,7 +23,12 @@ export const operationRoutes: FastifyPluginAsync<OperationRouteOptions> = async 
     isShuttingDown() ? reply.code(503).send({ status: 'shutting down', clusterView: clusterView() }) : reply.send({ status: 'ready', clusterView: clusterView() }),
   );
 
-  typed.get('/metrics', { config: { access: 'reader' }, schema: { summary: 'Prometheus metrics', response: { 200: z.string() } } }, async (_request, reply) => {
+  // The Prometheus text exposition format, as the published contract says (prom-client's
+  // content type is "text/plain; version=0.0.4; charset=utf-8").
+  typed.get('/metrics', {
+    config: { access: 'reader' },
+    schema: { summary: 'Prometheus metrics, in the Prometheus text format', response: { 200: { content: { 'text/plain': { schema: z.string() } } } } },
+  }, async (_request, reply) => {
     const text = await metrics.registry.metrics();
     return reply.type(metrics.registry.contentType).serializer((payload: unknown) => payload as string).send(text);
   });
