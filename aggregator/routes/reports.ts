@@ -8,11 +8,13 @@
 import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
 import type { ZodTypeProvider } from 'fastify-type-provider-zod';
 import { ApiError, ReportAccepted } from '../../protocol/api.js';
+import { LIMITS } from '../../protocol/limits.js';
 import { CollectedAt, SCHEMA_VERSION, type NodeReport } from '../../protocol/report.js';
 import { nodeKey } from '../detect/finding.js';
 import { HttpError, makeErrorHandler } from '../errors.js';
 import { compileReportValidator, reportJsonSchema, reportTotalsIssues } from '../report-validation.js';
 import { fingerprintOf } from '../reports/fingerprint.js';
+import { REPORT_EXAMPLE } from './report-example.js';
 import type { Metrics } from '../metrics.js';
 import type { Engine } from '../engine.js';
 
@@ -83,7 +85,12 @@ export const reportRoutes: FastifyPluginAsync<ReportRouteOptions> = async (app, 
       config: { access: 'agent' },
       schema: {
         summary: 'Submit a NodeReport (sent by the nodeprep agent)',
-        body: reportJsonSchema(),
+        body: {
+          ...reportJsonSchema(),
+          // What JSON Schema cannot say (report-validation.ts): a 400 names the field all the same.
+          description: `Totals across the whole report, refused with 400 beyond them: ${LIMITS.rulesPerReport} built-in chain rules, ${LIMITS.userChainNamesPerReport} user chain names, ${LIMITS.nftBaseChainsPerReport} nft base chains; and ${LIMITS.userChainFamilies} chain families in a table.`,
+          examples: [REPORT_EXAMPLE],
+        },
         // 401, 403 and 503, and the bearer token, where senders are checked (contract.ts).
         response: { 202: ReportAccepted, 400: ApiError, 413: ApiError, 415: ApiError },
       },

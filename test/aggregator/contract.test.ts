@@ -88,6 +88,16 @@ t.test('the printable-text rule is in the published schema, read alike by ECMASc
   t.match(res.json().issues, [{ path: 'agent.version' }]);
 });
 
+t.test('the report example the contract shows is a report the aggregator takes', async (t) => {
+  const { app, doc } = await setup(t);
+  const media = doc.paths['/v1/reports']!.post!.requestBody!.content['application/json']! as { schema: Schema & { description?: string }; example?: unknown };
+  t.type(media.example, 'object', 'an example (@fastify/swagger moves a schema\'s examples to the media type)');
+  t.match(media.schema.description, /384 built-in chain rules, 256 user chain names, 16 nft base chains; and 20 chain families in a table/, 'the totals JSON Schema cannot say, said');
+  const res = await app.inject({ method: 'POST', url: '/v1/reports', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(media.example) });
+  t.equal(res.statusCode, 202, 'taken');
+  t.equal(res.json().node, 'worker-1');
+});
+
 t.test('a long node name is the documented 400 naming params.name, never 414', async (t) => {
   const { app, doc } = await setup(t);
   t.ok(doc.paths['/v1/nodes/{name}']!.get!.responses['400'], '400 is documented');
