@@ -21,7 +21,11 @@ import { buildReport } from '../support/reports.js';
 import { requireSchemathesis, schemathesis, type SchemathesisRun } from '../support/schemathesis.js';
 
 const SEED = Number(process.env.SCHEMATHESIS_SEED ?? 20261204);
-const common = ['--checks', 'all', '--seed', String(SEED), '--workers', '2', '--request-timeout', '10'];
+// One worker: with two, one .ci/run ended in a runtime error inside the fuzzer ("SystemError: AST
+// constructor recursion depth mismatch", from CPython's ast module, which Hypothesis used from both
+// worker threads), which says nothing about the aggregator. One worker shares nothing; the whole
+// test still takes about 35 s.
+const common = ['--checks', 'all', '--seed', String(SEED), '--workers', '1', '--request-timeout', '10'];
 
 function judge(t: Test, what: string, run: SchemathesisRun, atLeast: number): void {
   const failed = run.status !== 0 || run.failures > 0;
