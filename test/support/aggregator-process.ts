@@ -109,13 +109,20 @@ export class AggregatorProcess {
     return answerOf<T>(res);
   }
 
-  /** Sends a signal and waits for the exit code (SIGKILL after 10 s). */
-  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    if (this.child.exitCode === null) this.child.kill(signal);
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
-    const code = await this.exited;
-    clearTimeout(timer);
-    await this.dispatcher.close();
-    return code;
+  /**
+   * Sends a signal and waits for the exit code (SIGKILL after 10 s). Stopping again (a teardown
+   * after the test stopped it) waits for the same end.
+   */
+  stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    this.stopping ??= (async () => {
+      if (this.child.exitCode === null) this.child.kill(signal);
+      const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+      const code = await this.exited;
+      clearTimeout(timer);
+      await this.dispatcher.close();
+      return code;
+    })();
+    return this.stopping;
   }
+  private stopping: Promise<number | null> | undefined;
 }
