@@ -96,6 +96,10 @@ async function run(): Promise<void> {
   await eventually('the agent DaemonSet Running on every tolerated node', 900, async () => {
     const s = await daemonSet();
     return s.desiredNumberScheduled === N - TAINTED && s.numberAvailable === N - TAINTED;
+  }).catch(async (err: Error) => {
+    // Why not, for the next reader of a CI log: how far it got, and what the components said last.
+    const logs = sim.api.recentLogs().split('\n').slice(-80).join('\n');
+    throw new Error(`${err.message}; DaemonSet status ${JSON.stringify(await daemonSet().catch(() => ({})))}; components exited: ${JSON.stringify(sim.api.exited())}\n${logs}`);
   });
   figures['agent pods Running after helm install'] = `${N - TAINTED} in ${((Date.now() - at) / 1000).toFixed(1)} s`;
   // The OpenReports CRD, as Kyverno would have installed it: the report object is written.

@@ -359,6 +359,13 @@ export class ApiServer {
   }
 
   /** What the processes printed last, for a failure message. */
+  /** The components (spawnComponent) that have exited, with their exit code or signal. */
+  exited(): Record<string, string> {
+    const out: Record<string, string> = {};
+    for (const [name, child] of this.others) if (child.exitCode !== null || child.signalCode !== null) out[name] = String(child.exitCode ?? child.signalCode);
+    return out;
+  }
+
   recentLogs(): string {
     return Object.entries(this.logs).map(([name, text]) => `--- ${name} ---\n${text}`).join('\n');
   }
