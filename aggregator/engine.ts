@@ -130,7 +130,6 @@ export class Engine {
     return this.findingsOfNode(entry.key);
   }
 
-  /** Marks nodes silent past the TTL stale, forgets those silent past the drop time, and re-checks the view's findings. */
   /**
    * An agent was answered 503 (its token could not be reviewed now) and will retry: whichever
    * node it runs on, a node without a report may be its node, so NODE_NO_AGENT waits its grace
@@ -141,6 +140,7 @@ export class Engine {
     this.turnedAwayAt = this.now();
   }
 
+  /** Marks nodes silent past the TTL stale, forgets those silent past the drop time, and re-checks the view's findings. */
   sweep(): void {
     const now = this.now();
     for (const entry of this.reports.silentSince(now, this.ttlMs)) {

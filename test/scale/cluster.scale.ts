@@ -34,8 +34,9 @@ const HEARTBEAT_S = 6; // the agents' 60 s, compressed tenfold
 const TTL_S = 5 * HEARTBEAT_S;
 // The grace before NODE_NO_AGENT is not compressed below what the first reports need: each of
 // the 4,990 agents' first reports waits for its TokenReview, and those run at the API server's
-// real speed, 8 at once (about 30 s on a 2-CPU machine that also runs the control plane, kwok
-// and this generator). In a cluster the grace is the TTL, 300 s, ten times this.
+// real speed, 8 at once: 14 to 20 s after a start on a 2-CPU machine that also runs the control
+// plane, kwok and this generator, and 30 s was once too short. In a cluster the grace is the TTL,
+// 300 s, five times this.
 const NO_AGENT_GRACE_S = 60;
 const DUPLICATE_PAIRS = 10;
 const TAINTED = 10;

@@ -23,13 +23,15 @@ export interface LoadFigures {
 
 const PLACEHOLDER = '@@COLLECTED_AT@@';
 
+const freshFigures = (): LoadFigures => ({ delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [], heard: new Set() });
+
 export class LoadGenerator {
   private pool: Pool;
   private readonly agents = new Map<string, Agent & { due: number }>();
   private timer: NodeJS.Timeout | undefined;
   private inFlight = 0;
   private readonly idle = new Set<() => void>();
-  figures: LoadFigures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [], heard: new Set() };
+  figures = freshFigures();
 
   constructor(
     base: string,
@@ -66,7 +68,7 @@ export class LoadGenerator {
   /** Starts figures afresh (after an aggregator restart, say). */
   resetFigures(): LoadFigures {
     const old = this.figures;
-    this.figures = { delivered: 0, attempts: 0, refused: new Map(), latenciesMs: [], sentAt: [], heard: new Set() };
+    this.figures = freshFigures();
     return old;
   }
 

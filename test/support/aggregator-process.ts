@@ -19,6 +19,7 @@ export class AggregatorProcess {
   private stderr = '';
   readonly exited: Promise<number | null>;
   private readonly dispatcher: Agent;
+  private stopping: Promise<number | null> | undefined;
 
   // The bearer token GETs send when the call names none (a reader's, where reads are checked).
   readToken: string | undefined;
@@ -124,5 +125,4 @@ export class AggregatorProcess {
     })();
     return this.stopping;
   }
-  private stopping: Promise<number | null> | undefined;
 }

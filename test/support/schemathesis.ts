@@ -2,6 +2,8 @@
 // (GET /openapi.json). test/contract/install-schemathesis.sh installs the pinned version into a
 // venv outside the repository (.ci/run calls it); the tests only look for it there.
 import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -34,7 +36,10 @@ export interface SchemathesisRun {
 export async function schemathesis(schemaUrl: string, args: string[], timeoutMs: number): Promise<SchemathesisRun> {
   const found = installed();
   if (!('bin' in found)) throw new Error(found.why);
+  // Its working directory takes the cache it writes (.schemathesis/): a temporary one, not the repository.
+  const cwd = mkdtempSync(path.join(os.tmpdir(), 'nodeprep-schemathesis-'));
   const child = spawn(path.join(found.bin, 'schemathesis'), ['run', schemaUrl, '--no-color', ...args], {
+    cwd,
     env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/', LANG: 'C.UTF-8', SCHEMATHESIS_TELEMETRY: 'false' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -44,6 +49,7 @@ export async function schemathesis(schemaUrl: string, args: string[], timeoutMs:
   const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
   const status = await new Promise<number | null>((resolve) => child.on('close', (code) => resolve(code)));
   clearTimeout(timer);
+  rmSync(cwd, { recursive: true, force: true });
   const cases = Number(/(\d+) generated/.exec(output)?.[1] ?? 0);
   const failures = Number(/(\d+) failures?\b/i.exec(output.slice(output.lastIndexOf('SUMMARY')))?.[1] ?? 0);
   return { status, output, cases, failures };
